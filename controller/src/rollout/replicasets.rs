@@ -1,0 +1,549 @@
+//! A Rollout's ReplicaSets: finding the new and stable ones, creating the new one with its
+//! revision, scaling with Argo's annotations and Events, scale-down deadlines, and deleting
+//! old revisions beyond `revisionHistoryLimit`. Shared by every strategy.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
+use k8s_openapi::api::core::v1::{
+    Affinity, PodAffinityTerm, PodAntiAffinity, PodTemplateSpec, WeightedPodAffinityTerm,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta,
+};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::{Resource, ResourceExt};
+
+use super::conditions::{
+    self, NEW_REPLICA_SET_REASON, PROGRESSING, ROLLOUT_UPDATED_REASON, SCALING_REPLICA_SET_REASON,
+    TRUE,
+};
+use super::hash::pod_template_hash;
+use super::names::{
+    DESIRED_REPLICAS_ANNOTATION, EPHEMERAL_METADATA_ANNOTATION, POD_TEMPLATE_HASH_LABEL,
+    REVISION_ANNOTATION, SCALE_DOWN_DEADLINE_ANNOTATION, replica_set_name,
+};
+use super::observe::ReplicaSetExt;
+use super::plan::{Planner, ReplicaSets};
+use super::template::replica_set_runs;
+use crate::api::{AntiAffinity, ObjectLabels, Rollout, RolloutStatus};
+
+/// `rollout.argoproj.io/revision-history`: revisions an undone-to ReplicaSet served before.
+const REVISION_HISTORY_ANNOTATION: &str = "rollout.argoproj.io/revision-history";
+/// Rollout annotations never copied onto its ReplicaSets.
+const NOT_COPIED: [&str; 4] = [
+    "kubectl.kubernetes.io/last-applied-configuration",
+    REVISION_ANNOTATION,
+    REVISION_HISTORY_ANNOTATION,
+    DESIRED_REPLICAS_ANNOTATION,
+];
+
+/// Sorts the observed ReplicaSets into new, stable, older and others.
+pub fn classify(
+    all: &[Arc<ReplicaSet>],
+    template: &PodTemplateSpec,
+    status: &RolloutStatus,
+) -> ReplicaSets {
+    let mut all: Vec<Arc<ReplicaSet>> = all.to_vec();
+    all.sort_by(|a, b| {
+        a.created()
+            .cmp(&b.created())
+            .then_with(|| a.name_any().cmp(&b.name_any()))
+    });
+    let hash = pod_template_hash(template, status.collision_count);
+    let new = all
+        .iter()
+        .find(|rs| rs.pod_hash() == hash)
+        .or_else(|| all.iter().find(|rs| replica_set_runs(rs, template)))
+        .cloned();
+    let mut sets = ReplicaSets {
+        all,
+        new,
+        ..Default::default()
+    };
+    sets.refresh(status.stable_rs.as_deref().unwrap_or(""));
+    sets
+}
+
+impl ReplicaSets {
+    /// Recomputes `older`, `stable` and `others` after `new` changed.
+    pub fn refresh(&mut self, stable_hash: &str) {
+        let new_name = self.new.as_ref().map(|rs| rs.name_any());
+        self.older = self
+            .all
+            .iter()
+            .filter(|rs| Some(rs.name_any()) != new_name)
+            .cloned()
+            .collect();
+        self.stable = if stable_hash.is_empty() {
+            None
+        } else if self
+            .new
+            .as_ref()
+            .is_some_and(|rs| rs.pod_hash() == stable_hash)
+        {
+            self.new.clone()
+        } else {
+            self.older
+                .iter()
+                .find(|rs| rs.pod_hash() == stable_hash)
+                .cloned()
+        };
+        let stable_name = self.stable.as_ref().map(|rs| rs.name_any());
+        self.others = self
+            .older
+            .iter()
+            .filter(|rs| Some(rs.name_any()) != stable_name)
+            .cloned()
+            .collect();
+    }
+}
+
+/// Highest revision among ReplicaSets.
+pub fn max_revision(sets: &[Arc<ReplicaSet>]) -> i64 {
+    sets.iter()
+        .filter_map(|rs| rs.revision())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Whether the Rollout was scaled (an HPA, `kubectl scale`) since its ReplicaSets were last
+/// sized: an active ReplicaSet records a different `desired-replicas`.
+pub fn is_scaling_event(sets: &ReplicaSets, replicas: i32) -> bool {
+    sets.all.iter().filter(|rs| rs.is_active()).any(|rs| {
+        rs.desired_replicas_annotation()
+            .is_some_and(|d| d != replicas)
+    })
+}
+
+/// Brings the new ReplicaSet's revision and copied annotations up to date, or creates it
+/// when `create` and it does not exist (Argo's `getAllReplicaSetsAndSyncRevision`).
+pub fn sync_revision(p: &mut Planner<'_>, create: bool) {
+    let new_revision = (max_revision(&p.sets.older) + 1).to_string();
+    let Some(new) = p.sets.new.clone() else {
+        if create {
+            create_new(p, &new_revision);
+        }
+        return;
+    };
+    let mut changed = copied_annotations(p.rollout, &new);
+    let current = new.annotations().get(REVISION_ANNOTATION).cloned();
+    let current_number = match current.as_deref() {
+        None | Some("") => Some(0),
+        Some(text) => text.parse::<i64>().ok(),
+    };
+    let mut revision_changed = false;
+    if let (Some(current_number), Ok(wanted)) = (current_number, new_revision.parse::<i64>()) {
+        if current_number < wanted {
+            changed.insert(REVISION_ANNOTATION.into(), Some(new_revision.clone()));
+            revision_changed = true;
+        }
+    }
+    if revision_changed || !changed.is_empty() {
+        if let Some(old) = current.filter(|c| !c.is_empty()) {
+            let history = new
+                .annotations()
+                .get(REVISION_HISTORY_ANNOTATION)
+                .filter(|h| !h.is_empty());
+            let history = match history {
+                Some(history) => format!("{history},{old}"),
+                None => old,
+            };
+            changed.insert(REVISION_HISTORY_ANNOTATION.into(), Some(history));
+        }
+    }
+    let min_ready = p.rollout.spec.min_ready_seconds.unwrap_or(0);
+    let min_ready_changed = new
+        .spec
+        .as_ref()
+        .and_then(|s| s.min_ready_seconds)
+        .unwrap_or(0)
+        != min_ready;
+    if !changed.is_empty() || min_ready_changed {
+        let name = new.name_any();
+        let update = p.replica_set_update(&name);
+        update.annotations.extend(changed);
+        if min_ready_changed {
+            update.min_ready_seconds = Some(min_ready);
+        }
+        // Argo records the Rollout's revision on the next pass, once the ReplicaSet holds it.
+        return;
+    }
+    if let Some(revision) = new.annotations().get(REVISION_ANNOTATION).cloned() {
+        set_rollout_revision(p, &revision);
+    }
+    if conditions::get(
+        &p.new_status.conditions.clone().unwrap_or_default(),
+        PROGRESSING,
+    )
+    .is_none()
+    {
+        let message = conditions::found_new_rs_message(&new.name_any());
+        let condition = conditions::new_condition(
+            PROGRESSING,
+            TRUE,
+            conditions::FOUND_NEW_RS_REASON,
+            message,
+            p.now,
+        );
+        conditions::set(
+            p.new_status.conditions.get_or_insert_with(Vec::new),
+            condition,
+        );
+    }
+}
+
+/// Rollout annotations the ReplicaSet lacks or holds with another value.
+fn copied_annotations(rollout: &Rollout, rs: &ReplicaSet) -> BTreeMap<String, Option<String>> {
+    let existing = rs.annotations();
+    rollout
+        .annotations()
+        .iter()
+        .filter(|(k, v)| !NOT_COPIED.contains(&k.as_str()) && existing.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), Some(v.clone())))
+        .collect()
+}
+
+/// Records the Rollout's revision annotation, with Argo's `RolloutUpdated` Event.
+pub fn set_rollout_revision(p: &mut Planner<'_>, revision: &str) {
+    if p.revision == revision {
+        return;
+    }
+    p.plan.rollout_revision = Some(revision.to_string());
+    p.revision = revision.to_string();
+    p.event(
+        ROLLOUT_UPDATED_REASON,
+        format!("Rollout updated to revision {revision}"),
+    );
+}
+
+/// Plans the creation of the new ReplicaSet (0 replicas; scaling decides its size).
+fn create_new(p: &mut Planner<'_>, revision: &str) {
+    let rs = new_replica_set(p, revision);
+    let name = rs.name_any();
+    p.event(
+        NEW_REPLICA_SET_REASON,
+        format!("Created ReplicaSet {name} (revision {revision})"),
+    );
+    set_rollout_revision(p, revision);
+    let condition = conditions::new_condition(
+        PROGRESSING,
+        TRUE,
+        NEW_REPLICA_SET_REASON,
+        conditions::new_replica_set_message(&name),
+        p.now,
+    );
+    conditions::set(
+        p.new_status.conditions.get_or_insert_with(Vec::new),
+        condition,
+    );
+    let rs = Arc::new(rs);
+    p.sets.all.push(rs.clone());
+    p.sets.new = Some(rs.clone());
+    let stable = p.stable_rs_hash().to_string();
+    p.sets.refresh(&stable);
+    p.plan.create_replica_set = Some(Box::new((*rs).clone()));
+}
+
+/// The complete new ReplicaSet of the Rollout's current template.
+fn new_replica_set(p: &Planner<'_>, revision: &str) -> ReplicaSet {
+    let rollout = p.rollout;
+    let status = p.status();
+    let hash = pod_template_hash(p.template, status.collision_count);
+    let mut template = p.template.clone();
+    let metadata = template.metadata.get_or_insert_with(Default::default);
+    metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(POD_TEMPLATE_HASH_LABEL.into(), hash.clone());
+    if let Some(spec) = template.spec.as_mut() {
+        spec.affinity = injected_affinity(
+            spec.affinity.take(),
+            anti_affinity(rollout),
+            p.stable_rs_hash(),
+            &hash,
+            rollout,
+        );
+    }
+    let labels = template.metadata.as_ref().and_then(|m| m.labels.clone());
+    let mut selector = rollout.spec.selector.clone().unwrap_or_default();
+    selector
+        .match_labels
+        .get_or_insert_with(Default::default)
+        .insert(POD_TEMPLATE_HASH_LABEL.into(), hash.clone());
+
+    let mut annotations: BTreeMap<String, String> = rollout
+        .annotations()
+        .iter()
+        .filter(|(k, _)| !NOT_COPIED.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    annotations.insert(REVISION_ANNOTATION.into(), revision.to_string());
+    annotations.insert(DESIRED_REPLICAS_ANNOTATION.into(), p.replicas().to_string());
+
+    // Pods of a new revision beside a stable one get the canary (preview) metadata; the first
+    // revision will become stable, so it gets the stable (active) metadata.
+    let ephemeral = ephemeral_metadata(
+        rollout,
+        p.sets.stable.is_some() && p.sets.stable_differs_from_hash(&hash),
+    );
+    if let Some(ephemeral) = ephemeral.filter(|e| e.labels.is_some() || e.annotations.is_some()) {
+        let metadata = template.metadata.get_or_insert_with(Default::default);
+        for (k, v) in ephemeral.labels.iter().flatten() {
+            metadata
+                .labels
+                .get_or_insert_with(Default::default)
+                .insert(k.clone(), v.clone());
+        }
+        for (k, v) in ephemeral.annotations.iter().flatten() {
+            metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(k.clone(), v.clone());
+        }
+        if let Ok(json) = serde_json::to_string(ephemeral) {
+            annotations.insert(EPHEMERAL_METADATA_ANNOTATION.into(), json);
+        }
+    }
+
+    ReplicaSet {
+        metadata: ObjectMeta {
+            name: Some(replica_set_name(&rollout.name_any(), &hash)),
+            namespace: rollout.namespace(),
+            labels,
+            annotations: Some(annotations),
+            owner_references: rollout.controller_owner_ref(&()).map(|r| vec![r]),
+            ..Default::default()
+        },
+        spec: Some(ReplicaSetSpec {
+            replicas: Some(0),
+            min_ready_seconds: rollout.spec.min_ready_seconds,
+            selector,
+            template: Some(template),
+        }),
+        status: None,
+    }
+}
+
+impl ReplicaSets {
+    fn stable_differs_from_hash(&self, hash: &str) -> bool {
+        self.stable.as_ref().is_some_and(|s| s.pod_hash() != hash)
+    }
+}
+
+/// `canaryMetadata` for a canary beside a stable, `stableMetadata` otherwise (blue-green:
+/// preview and active).
+pub fn ephemeral_metadata(rollout: &Rollout, beside_stable: bool) -> Option<&ObjectLabels> {
+    let strategy = rollout.spec.strategy.as_ref()?;
+    if let Some(canary) = &strategy.canary {
+        return if beside_stable {
+            canary.canary_metadata.as_ref()
+        } else {
+            canary.stable_metadata.as_ref()
+        };
+    }
+    let blue_green = strategy.blue_green.as_ref()?;
+    if beside_stable {
+        blue_green.preview_metadata.as_ref()
+    } else {
+        blue_green.active_metadata.as_ref()
+    }
+}
+
+fn anti_affinity(rollout: &Rollout) -> Option<&AntiAffinity> {
+    let strategy = rollout.spec.strategy.as_ref()?;
+    let anti = strategy
+        .canary
+        .as_ref()
+        .and_then(|c| c.anti_affinity.as_ref())
+        .or_else(|| {
+            strategy
+                .blue_green
+                .as_ref()
+                .and_then(|b| b.anti_affinity.as_ref())
+        })?;
+    (anti
+        .preferred_during_scheduling_ignored_during_execution
+        .is_some()
+        || anti
+            .required_during_scheduling_ignored_during_execution
+            .is_some())
+    .then_some(anti)
+}
+
+/// Adds the rule keeping new pods off the nodes of the stable pods (`antiAffinity`).
+fn injected_affinity(
+    affinity: Option<Affinity>,
+    anti: Option<&AntiAffinity>,
+    stable_hash: &str,
+    new_hash: &str,
+    rollout: &Rollout,
+) -> Option<Affinity> {
+    let Some(anti) = anti else { return affinity };
+    if stable_hash.is_empty() || stable_hash == new_hash {
+        return affinity;
+    }
+    let term = PodAffinityTerm {
+        label_selector: Some(LabelSelector {
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: POD_TEMPLATE_HASH_LABEL.into(),
+                operator: "In".into(),
+                values: Some(vec![stable_hash.to_string()]),
+            }]),
+            match_labels: None,
+        }),
+        namespaces: rollout.namespace().map(|n| vec![n]),
+        topology_key: "kubernetes.io/hostname".into(),
+        ..Default::default()
+    };
+    let mut affinity = affinity.unwrap_or_default();
+    let pod_anti = affinity
+        .pod_anti_affinity
+        .get_or_insert_with(PodAntiAffinity::default);
+    match &anti.preferred_during_scheduling_ignored_during_execution {
+        Some(preferred) => pod_anti
+            .preferred_during_scheduling_ignored_during_execution
+            .get_or_insert_with(Vec::new)
+            .push(WeightedPodAffinityTerm {
+                weight: preferred.weight,
+                pod_affinity_term: term,
+            }),
+        None => pod_anti
+            .required_during_scheduling_ignored_during_execution
+            .get_or_insert_with(Vec::new)
+            .push(term),
+    }
+    Some(affinity)
+}
+
+/// Scales a ReplicaSet (and refreshes its `desired-replicas` annotation), with Argo's
+/// `ScalingReplicaSet` Event. Returns whether the size changes.
+pub fn scale(p: &mut Planner<'_>, rs: &ReplicaSet, to: i32, keep_deadline: bool) -> bool {
+    let replicas = p.replicas();
+    let from = planned_size(p, rs);
+    let size_changes = from != to;
+    let annotation_changes = rs.desired_replicas_annotation() != Some(replicas);
+    if !size_changes && !annotation_changes {
+        return false;
+    }
+    let name = rs.name_any();
+    if let Some(created) = p
+        .plan
+        .create_replica_set
+        .as_mut()
+        .filter(|c| c.metadata.name.as_deref() == Some(&name))
+    {
+        // Not created yet: create it at its size directly.
+        if let Some(spec) = created.spec.as_mut() {
+            spec.replicas = Some(to);
+        }
+    } else {
+        let remove_deadline = to == 0 && !keep_deadline && rs.has_scale_down_deadline();
+        let update = p.replica_set_update(&name);
+        if size_changes {
+            update.replicas = Some(to);
+        }
+        update.annotations.insert(
+            DESIRED_REPLICAS_ANNOTATION.into(),
+            Some(replicas.to_string()),
+        );
+        if remove_deadline {
+            update
+                .annotations
+                .insert(SCALE_DOWN_DEADLINE_ANNOTATION.into(), None);
+        }
+    }
+    if size_changes {
+        let direction = if from < to { "up" } else { "down" };
+        let revision = rs.revision().unwrap_or(0);
+        p.event(
+            SCALING_REPLICA_SET_REASON,
+            format!(
+                "Scaled {direction} ReplicaSet {name} (revision {revision}) from {from} to {to}"
+            ),
+        );
+    }
+    size_changes
+}
+
+/// `spec.replicas` of a ReplicaSet as this plan leaves it so far.
+pub fn planned_size(p: &Planner<'_>, rs: &ReplicaSet) -> i32 {
+    let name = rs.name_any();
+    if let Some(created) = p
+        .plan
+        .create_replica_set
+        .as_ref()
+        .filter(|c| c.metadata.name.as_deref() == Some(&name))
+    {
+        return created.desired();
+    }
+    p.plan
+        .replica_set_updates
+        .iter()
+        .find(|u| u.name == name)
+        .and_then(|u| u.replicas)
+        .unwrap_or_else(|| rs.desired())
+}
+
+/// Sets the `scale-down-deadline` annotation `delay` from now; a zero delay removes it.
+pub fn add_scale_down_deadline(p: &mut Planner<'_>, rs: &ReplicaSet, delay: SignedDuration) {
+    let name = rs.name_any();
+    if delay.is_zero() {
+        remove_scale_down_deadline(p, rs);
+        return;
+    }
+    let deadline = conditions::truncate_to_second(p.now.saturating_add(delay).unwrap_or(p.now));
+    p.replica_set_update(&name).annotations.insert(
+        SCALE_DOWN_DEADLINE_ANNOTATION.into(),
+        Some(deadline.to_string()),
+    );
+}
+
+pub fn remove_scale_down_deadline(p: &mut Planner<'_>, rs: &ReplicaSet) {
+    if !rs.has_scale_down_deadline() {
+        return;
+    }
+    let name = rs.name_any();
+    p.replica_set_update(&name)
+        .annotations
+        .insert(SCALE_DOWN_DEADLINE_ANNOTATION.into(), None);
+}
+
+/// Time left before a ReplicaSet's scale-down deadline, if it has one in the future.
+pub fn time_to_deadline(rs: &ReplicaSet, now: Timestamp) -> Option<SignedDuration> {
+    let deadline = rs.scale_down_deadline()?;
+    (deadline > now).then(|| deadline.duration_since(now))
+}
+
+/// Deletes old, fully scaled-down ReplicaSets beyond `revisionHistoryLimit` (default 10),
+/// oldest first, with the AnalysisRuns of their revision.
+pub fn cleanup_history(p: &mut Planner<'_>) {
+    let limit =
+        usize::try_from(p.rollout.spec.revision_history_limit.unwrap_or(10).max(0)).unwrap_or(0);
+    let mut candidates: Vec<Arc<ReplicaSet>> = p
+        .sets
+        .others
+        .iter()
+        .filter(|rs| !rs.is_deleting())
+        .cloned()
+        .collect();
+    if candidates.len() <= limit {
+        return;
+    }
+    candidates.sort_by(|a, b| a.created().cmp(&b.created()));
+    let excess = candidates.len() - limit;
+    for rs in candidates.into_iter().take(excess) {
+        let settled = rs.metadata.generation.unwrap_or(0)
+            <= rs
+                .status
+                .as_ref()
+                .and_then(|s| s.observed_generation)
+                .unwrap_or(0);
+        if rs.actual() != 0 || rs.desired() != 0 || !settled {
+            continue;
+        }
+        p.plan.replica_set_deletes.push(rs.name_any());
+        super::analysis::delete_runs_of_revision(p, rs.pod_hash());
+    }
+}
