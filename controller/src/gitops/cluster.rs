@@ -1,0 +1,287 @@
+//! The reconciler's view of the cluster: kinds (discovery, cached) and live objects (one
+//! reflector per kind an application manages, shared by all applications).
+//!
+//! Every change to an object carrying a tracking id is reported on the trigger channel with
+//! the application instance it names, which is what makes self-heal watch-driven.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::discovery::{ApiCapabilities, Scope as KubeScope};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+use super::desired::Scope;
+use super::resource::{ResourceKey, TRACKING_ANNOTATION, group_of, parse_tracking_id, version_of};
+
+/// A kind the API server serves.
+#[derive(Clone, Debug)]
+pub struct KindInfo {
+    /// How to reach it.
+    pub resource: ApiResource,
+    /// Namespaced or cluster-wide.
+    pub scope: Scope,
+}
+
+type KindKey = (String, String, String);
+
+struct Watch {
+    store: KindStore,
+    task: AbortHandle,
+}
+
+/// The watch cache of one kind.
+#[derive(Clone)]
+pub struct KindStore {
+    store: Store<DynamicObject>,
+    resource: ApiResource,
+}
+
+impl KindStore {
+    /// A live object as JSON.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Value> {
+        let mut reference = ObjectRef::new_with(name, self.resource.clone());
+        if !namespace.is_empty() {
+            reference = reference.within(namespace);
+        }
+        let object = self.store.get(&reference)?;
+        serde_json::to_value(&*object).ok()
+    }
+
+    /// The resourceVersion of a live object.
+    pub fn resource_version(&self, namespace: &str, name: &str) -> Option<String> {
+        let mut reference = ObjectRef::new_with(name, self.resource.clone());
+        if !namespace.is_empty() {
+            reference = reference.within(namespace);
+        }
+        self.store
+            .get(&reference)?
+            .metadata
+            .resource_version
+            .clone()
+    }
+
+    /// Every cached object carrying a tracking annotation, as JSON.
+    pub fn tracked(&self) -> Vec<Value> {
+        self.store
+            .state()
+            .iter()
+            .filter(|o| {
+                o.metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key(TRACKING_ANNOTATION))
+            })
+            .filter_map(|o| serde_json::to_value(&**o).ok())
+            .collect()
+    }
+}
+
+/// Discovery cache and shared reflectors.
+pub struct Cluster {
+    client: Client,
+    kinds: Mutex<HashMap<KindKey, KindInfo>>,
+    watches: Mutex<HashMap<KindKey, Watch>>,
+    triggers: mpsc::UnboundedSender<String>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let watches = self
+            .watches
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        for watch in watches.values() {
+            watch.task.abort();
+        }
+    }
+}
+
+impl Cluster {
+    /// A view using `client`; application instances whose objects change are sent to `triggers`.
+    pub fn new(client: Client, triggers: mpsc::UnboundedSender<String>) -> Self {
+        Cluster {
+            client,
+            kinds: Mutex::default(),
+            watches: Mutex::default(),
+            triggers,
+        }
+    }
+
+    /// The client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The kind `kind` of `api_version`, or `None` when the server does not serve it (yet).
+    pub async fn kind(
+        &self,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<Option<KindInfo>, kube::Error> {
+        let key = (
+            group_of(api_version).to_owned(),
+            version_of(api_version).to_owned(),
+            kind.to_owned(),
+        );
+        if let Some(info) = self
+            .kinds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return Ok(Some(info.clone()));
+        }
+        let gvk = GroupVersionKind::gvk(&key.0, &key.1, &key.2);
+        match kube::discovery::pinned_kind(&self.client, &gvk).await {
+            Ok((resource, capabilities)) => {
+                let info = KindInfo {
+                    resource,
+                    scope: scope_of(&capabilities),
+                };
+                self.kinds
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(key, info.clone());
+                Ok(Some(info))
+            }
+            Err(kube::Error::Discovery(_)) => Ok(None),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The store of `info`'s kind, starting its reflector on first use and waiting until it
+    /// has listed every object.
+    pub async fn store(&self, info: &KindInfo) -> KindStore {
+        let key = kind_key(&info.resource);
+        let store = {
+            let mut watches = self.watches.lock().unwrap_or_else(PoisonError::into_inner);
+            match watches.get(&key) {
+                Some(watch) => watch.store.clone(),
+                None => {
+                    let watch = self.start_watch(info);
+                    let store = watch.store.clone();
+                    watches.insert(key, watch);
+                    store
+                }
+            }
+        };
+        // The writer lives as long as the task; it only drops when the view is dropped.
+        let _ = store.store.wait_until_ready().await;
+        store
+    }
+
+    /// The store of a kind already watched, if any (no waiting).
+    pub fn existing_store(&self, resource: &ApiResource) -> Option<KindStore> {
+        let watches = self.watches.lock().unwrap_or_else(PoisonError::into_inner);
+        watches.get(&kind_key(resource)).map(|w| w.store.clone())
+    }
+
+    fn start_watch(&self, info: &KindInfo) -> Watch {
+        let resource = info.resource.clone();
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource);
+        let writer = reflector::store::Writer::new(resource.clone());
+        let store = KindStore {
+            store: writer.as_reader(),
+            resource: resource.clone(),
+        };
+        let triggers = self.triggers.clone();
+        let (group, kind) = (resource.group.clone(), resource.kind.clone());
+        let stream = reflector::reflector(
+            writer,
+            watcher(api, watcher::Config::default()).default_backoff(),
+        );
+        let task = tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(event) = stream.next().await {
+                let object = match event {
+                    Ok(watcher::Event::Apply(object) | watcher::Event::Delete(object)) => object,
+                    Ok(_) => continue,
+                    Err(error) => {
+                        tracing::debug!(%kind, ?error, "watch of managed kind interrupted; retrying");
+                        continue;
+                    }
+                };
+                if let Some(app) = managing_instance(&group, &kind, &object) {
+                    let _ = triggers.send(app);
+                }
+            }
+        });
+        Watch {
+            store,
+            task: task.abort_handle(),
+        }
+    }
+
+    /// Waits until the cache of `info`'s kind shows `resource_version` (or a newer write) for
+    /// the object, so status computed right after a sync sees what the sync wrote.
+    pub async fn wait_for_version(
+        &self,
+        info: &KindInfo,
+        namespace: &str,
+        name: &str,
+        resource_version: &str,
+        limit: Duration,
+    ) {
+        let Some(store) = self.existing_store(&info.resource) else {
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + limit;
+        let target: Option<u64> = resource_version.parse().ok();
+        loop {
+            let current = store.resource_version(namespace, name);
+            let caught_up = match (&current, target) {
+                (Some(current), Some(target)) => current
+                    .parse::<u64>()
+                    .map_or(current == resource_version, |c| c >= target),
+                (Some(current), None) => current == resource_version,
+                (None, _) => false,
+            };
+            if caught_up || tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+fn kind_key(resource: &ApiResource) -> KindKey {
+    (
+        resource.group.clone(),
+        resource.version.clone(),
+        resource.kind.clone(),
+    )
+}
+
+fn scope_of(capabilities: &ApiCapabilities) -> Scope {
+    match capabilities.scope {
+        KubeScope::Cluster => Scope::Cluster,
+        KubeScope::Namespaced => Scope::Namespaced,
+    }
+}
+
+/// The application instance managing a watched object, read from its metadata.
+fn managing_instance(group: &str, kind: &str, object: &DynamicObject) -> Option<String> {
+    let meta = &object.metadata;
+    let id = meta.annotations.as_ref()?.get(TRACKING_ANNOTATION)?;
+    let (app, key) = parse_tracking_id(id)?;
+    let own = ResourceKey::new(
+        group,
+        kind,
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default(),
+    );
+    let owned = meta
+        .owner_references
+        .as_ref()
+        .is_some_and(|r| !r.is_empty());
+    (key == own && !owned).then(|| app.to_owned())
+}
