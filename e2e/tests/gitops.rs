@@ -1,8 +1,8 @@
 //! GitOps scenarios against the test cluster: real Git repositories (made with `git`, served
 //! by `git daemon`), Ramp's reconciler in-process, pushes through its webhook.
 //!
-//! The Rollout controller's reaction to a changed Rollout (the canary) is tested with the
-//! controller; here the GitOps side is checked: the Rollout's spec in the cluster follows Git.
+//! Where a scenario needs the Rollout controller's reaction to a commit (a canary starting),
+//! the controller runs in-process beside the reconciler, as `ramp-controller run --gitops` does.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -11,16 +11,19 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
+use ramp_controller::api::{Rollout, RolloutPhase};
 use ramp_controller::gitops::Application;
 use ramp_e2e::cluster::{TestEnv, for_test};
 use ramp_e2e::fixtures::git::{GitDaemon, GitRepo, post_github_push};
 use ramp_e2e::fixtures::gitops::{
     GitopsRunner, application, conditions, install_crds, summary, wait_for,
 };
+use ramp_e2e::fixtures::rollouts::{
+    InProcessController, healthy, install_rollout_crds, phase, replica_sets, wait_rollout,
+};
 use serde_json::{Value, json};
 
 const APPLICATION_CRD: &str = "applications.argoproj.io";
-const ROLLOUT_CRD: &str = "rollouts.argoproj.io";
 const WAIT: Duration = Duration::from_secs(60);
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -470,9 +473,9 @@ async fn waves_apply_in_order_each_after_the_previous_is_healthy() -> TestResult
 }
 
 #[tokio::test]
-async fn an_image_commit_updates_the_rollout_spec() -> TestResult {
+async fn an_image_commit_starts_the_canary() -> TestResult {
     let s = Scenario::start().await?;
-    install_crds(&s.client(), &[ROLLOUT_CRD]).await?;
+    install_rollout_crds(&s.client()).await?;
     let rollout = |image: &str| {
         format!(
             "apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata:\n  name: shop\nspec:\n  replicas: 3\n  selector:\n    matchLabels: {{app: shop}}\n  template:\n    metadata:\n      labels: {{app: shop}}\n    spec:\n      containers:\n      - name: shop\n        image: {image}\n  strategy:\n    canary:\n      steps:\n      - setWeight: 20\n      - pause: {{}}\n"
@@ -481,37 +484,34 @@ async fn an_image_commit_updates_the_rollout_spec() -> TestResult {
     s.repo.write("app/rollout.yaml", &rollout("shop:1.0"))?;
     s.repo.write("app/service.yaml", "apiVersion: v1\nkind: Service\nmetadata:\n  name: shop\nspec:\n  selector: {app: shop}\n  ports:\n  - port: 80\n")?;
     let first = s.repo.commit("shop 1.0")?;
+    // The Rollout controller runs beside the reconciler, as in `ramp-controller run --gitops`.
+    let _controller = InProcessController::start(s.env.kubeconfig_path(), s.ns(), |_| {}).await?;
     s.create_app("shop", "app", json!({"prune": true, "selfHeal": true}))
         .await?;
     s.synced_at("shop", &first).await?;
 
-    let rollouts: Api<DynamicObject> = Api::namespaced_with(
-        s.client(),
-        s.ns(),
-        &kube::api::ApiResource::from_gvk_with_plural(
-            &kube::api::GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Rollout"),
-            "rollouts",
-        ),
-    );
-    let image = |object: &DynamicObject| {
-        object
-            .data
-            .pointer("/spec/template/spec/containers/0/image")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
+    let rollouts: Api<Rollout> = Api::namespaced(s.client(), s.ns());
+    let image = |rollout: &Rollout| {
+        rollout
+            .spec
+            .template
+            .as_ref()
+            .and_then(|t| t.spec.as_ref())
+            .and_then(|p| p.containers.first())
+            .and_then(|c| c.image.clone())
     };
-    assert_eq!(
-        image(&rollouts.get("shop").await?).as_deref(),
-        Some("shop:1.0")
-    );
+    let stable = wait_rollout(&rollouts, "shop", "Healthy on shop:1.0", WAIT, |r| {
+        healthy(r) && image(r).as_deref() == Some("shop:1.0")
+    })
+    .await?;
+    let stable_hash = stable
+        .status
+        .and_then(|st| st.stable_rs)
+        .ok_or("the healthy Rollout names no stable ReplicaSet")?;
 
     s.repo.write("app/rollout.yaml", &rollout("shop:1.1"))?;
     let second = s.commit_and_push("shop 1.1").await?;
     let app = s.synced_at("shop", &second).await?;
-    assert_eq!(
-        image(&rollouts.get("shop").await?).as_deref(),
-        Some("shop:1.1")
-    );
     let operation = app
         .status
         .and_then(|st| st.operation_state)
@@ -531,6 +531,50 @@ async fn an_image_commit_updates_the_rollout_spec() -> TestResult {
         !results.iter().any(|r| r.kind == "Service"),
         "the unchanged Service is not rewritten"
     );
+
+    // The commit started a canary: a new ReplicaSet for shop:1.1 at step 1 (the pause),
+    // the stable ReplicaSet still the one of shop:1.0.
+    let canary = wait_rollout(
+        &rollouts,
+        "shop",
+        "paused at step 1 with a canary",
+        WAIT,
+        |r| {
+            let Some(st) = r.status.as_ref() else {
+                return false;
+            };
+            image(r).as_deref() == Some("shop:1.1")
+                && phase(r) == Some(RolloutPhase::Paused)
+                && st.current_step_index == Some(1)
+                && st.current_pod_hash.is_some()
+                && st.current_pod_hash != st.stable_rs
+        },
+    )
+    .await?;
+    let status = canary.status.ok_or("no status")?;
+    assert_eq!(status.stable_rs.as_deref(), Some(stable_hash.as_str()));
+    let canary_hash = status.current_pod_hash.ok_or("no canary hash")?;
+    // 20% of 3 replicas by replica counts, as Argo approximates it: 1 canary beside 3 stable
+    // (25%) is closer to 20% than 1 beside 2 (33%), and maxSurge (25%: one pod) allows it.
+    let (client, ns) = (s.client(), s.ns().to_string());
+    let sized = wait_for("1 canary and 3 stable replicas", WAIT, || {
+        let client = client.clone();
+        let (ns, canary_hash, stable_hash) = (ns.clone(), canary_hash.clone(), stable_hash.clone());
+        async move {
+            let sets = replica_sets(&client, &ns, "shop").await.ok()?;
+            let size = |hash: &str| {
+                sets.iter()
+                    .find(|(h, ..)| h == hash)
+                    .map(|(_, spec, _)| *spec)
+            };
+            (size(&canary_hash) == Some(1) && size(&stable_hash) == Some(3)).then_some(())
+        }
+    })
+    .await;
+    if let Err(e) = sized {
+        let sets = replica_sets(&s.client(), s.ns(), "shop").await?;
+        return Err(format!("{e}; ReplicaSets (hash, spec, available): {sets:?}").into());
+    }
     Ok(())
 }
 

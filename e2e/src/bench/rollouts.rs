@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use ramp_controller::api::{AnalysisRun, AnalysisTemplate, Rollout};
 use ramp_controller::rollout::names::POD_TEMPLATE_HASH_LABEL;
 use serde_json::json;
