@@ -19,7 +19,7 @@ use serde_saphyr::Spanned;
 
 /// Limits that keep hostile input (deep nesting, alias bombs, huge documents) bounded.
 const MAX_DEPTH: usize = 100;
-const MAX_NODES: usize = 2_000_000;
+const MAX_NODES: usize = 250_000;
 const MAX_DOCUMENTS: usize = 10_000;
 
 /// One document of a manifest file.
@@ -154,9 +154,18 @@ enum Node {
     Map(Vec<(String, Spanned<Node>)>),
 }
 
+/// Stack kept free below each nesting level, and the size of a new segment when less is left.
+const STACK_RED_ZONE: usize = 128 * 1024;
+const STACK_SEGMENT: usize = 2 * 1024 * 1024;
+
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Node, D::Error> {
-        deserializer.deserialize_any(NodeVisitor)
+        // Every nesting level recurses through the YAML deserializer, with large frames in
+        // debug builds: grow the stack on demand so that MAX_DEPTH, not the stack of the
+        // calling thread (2 MiB for test and Tokio worker threads), bounds the nesting.
+        stacker::maybe_grow(STACK_RED_ZONE, STACK_SEGMENT, || {
+            deserializer.deserialize_any(NodeVisitor)
+        })
     }
 }
 

@@ -11,6 +11,13 @@ use std::fmt;
 use globset::{Glob, GlobMatcher};
 use serde_json::{Map, Value};
 
+/// Documents one file may hold: a generated file gone wrong beyond this is refused whole
+/// rather than parsed document by document.
+pub const MAX_DOCUMENTS_PER_FILE: usize = 10_000;
+/// Problems collected before the render stops reading further files (the condition shows the
+/// first few; the rest only cost time and memory).
+pub const MAX_ERRORS: usize = 100;
+
 /// A file read from the repository, its path relative to the application's `source.path`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceFile {
@@ -132,6 +139,17 @@ pub fn render(
         .collect();
     selected.sort_by(|a, b| a.path.cmp(&b.path));
     for file in selected {
+        if errors.len() >= MAX_ERRORS {
+            errors.push(RenderError {
+                file: file.path.clone(),
+                line: None,
+                message: format!(
+                    "not read, nor the files after it: {} problems found already",
+                    errors.len()
+                ),
+            });
+            break;
+        }
         let Ok(text) = std::str::from_utf8(&file.content) else {
             errors.push(RenderError {
                 file: file.path.clone(),
@@ -249,7 +267,19 @@ fn content_line(document: &YamlDocument<'_>) -> usize {
 }
 
 fn parse_yaml(file: &str, text: &str, out: &mut Vec<Manifest>, errors: &mut Vec<RenderError>) {
-    for document in split_documents(text) {
+    let documents = split_documents(text);
+    if documents.len() > MAX_DOCUMENTS_PER_FILE {
+        errors.push(RenderError {
+            file: file.to_owned(),
+            line: None,
+            message: format!(
+                "holds {} YAML documents; at most {MAX_DOCUMENTS_PER_FILE} are read from one file",
+                documents.len()
+            ),
+        });
+        return;
+    }
+    for document in documents {
         let has_content = document.text.lines().any(|line| {
             let t = line.trim();
             !(t.is_empty() || t.starts_with('#') || t == "---" || t.starts_with("--- #"))

@@ -15,6 +15,9 @@ use super::{FieldError, FieldErrors};
 /// Argo's default `revisionHistoryLimit` and `progressDeadlineSeconds`.
 const DEFAULT_REVISION_HISTORY_LIMIT: i32 = 10;
 const DEFAULT_PROGRESS_DEADLINE_SECONDS: i32 = 600;
+/// More canary steps than anyone writes by hand: a generated Rollout gone wrong. Refusing it
+/// keeps validation, planning and status (one entry per step) bounded.
+pub const MAX_STEPS: usize = 1000;
 
 /// Every problem with a Rollout's spec, with paths from the object root.
 pub fn validate_rollout(rollout: &Rollout) -> Vec<FieldError> {
@@ -368,8 +371,18 @@ fn check_canary(rollout: &Rollout, canary: &CanaryStrategy, errors: &mut FieldEr
     }
 
     let steps = canary.steps.as_deref().unwrap_or_default();
-    for (i, step) in steps.iter().enumerate() {
-        check_step(rollout, canary, step, &format!("{path}.steps[{i}]"), errors);
+    if steps.len() > MAX_STEPS {
+        errors.push(
+            format!("{path}.steps"),
+            format!(
+                "{} steps; at most {MAX_STEPS} are accepted (split the rollout into fewer, larger steps)",
+                steps.len()
+            ),
+        );
+    } else {
+        for (i, step) in steps.iter().enumerate() {
+            check_step(rollout, canary, step, &format!("{path}.steps[{i}]"), errors);
+        }
     }
     if let Some(background) = &canary.analysis {
         check_analysis_refs(
