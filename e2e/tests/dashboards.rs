@@ -26,16 +26,7 @@ const WAIT: Duration = Duration::from_secs(90);
 
 /// Metrics a dashboard reads that another part of Ramp is to export, with who: reported, not
 /// failed, while missing; an error once exported (then this entry must go).
-const REQUESTED: [(&str, &str); 2] = [
-    (
-        "ramp_analysis_run_metric_value",
-        "the AnalysisRun runner (analysis/src/runner/metrics.rs): latest numeric measurement per metric",
-    ),
-    (
-        "ramp_analysis_run_metric_threshold",
-        "the AnalysisRun runner (analysis/src/runner/metrics.rs): the number a simple success/failure condition compares against",
-    ),
-];
+const REQUESTED: [(&str, &str); 0] = [];
 
 fn ramp_dashboards() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(workspace().join("charts/ramp/dashboards"))

@@ -34,6 +34,7 @@ mod error;
 mod eval;
 mod lexer;
 mod parser;
+mod threshold;
 mod value;
 
 #[cfg(test)]
@@ -128,6 +129,12 @@ impl Program {
     /// The expression's text.
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// The number a simple comparison of the result bounds it by (`result[0] < 0.01` → 0.01),
+    /// guards such as `len(result) > 0 &&` aside; `None` for any other condition.
+    pub fn threshold(&self) -> Option<f64> {
+        threshold::threshold(&self.root)
     }
 
     /// Evaluates the expression. Like expr's compiler, it first rejects unknown names, wrong
