@@ -187,9 +187,28 @@ async fn a_restarted_runner_neither_repeats_nor_skips() -> TestResult {
         .windows(2)
         .map(|w| w[1].duration_since(w[0]).unwrap_or_default())
         .collect();
+    // The status keeps the last finish to the nanosecond, so the restarted runner's next
+    // measurement is due exactly an interval after it: never early.
     assert!(
-        gaps.iter().all(|g| *g >= Duration::from_millis(900)),
+        gaps.iter().all(|g| *g >= Duration::from_secs(1)),
         "{gaps:?}"
+    );
+    let stored = runner.runs().get_status("restart").await?;
+    let measurement = &stored
+        .status
+        .as_ref()
+        .unwrap()
+        .metric_results
+        .as_ref()
+        .unwrap()[0]
+        .measurements
+        .as_ref()
+        .unwrap()[0];
+    let finished = measurement.finished_at.as_ref().unwrap().0;
+    assert_ne!(
+        finished.subsec_nanosecond(),
+        0,
+        "finishedAt is stored with its fraction of a second"
     );
     Ok(())
 }

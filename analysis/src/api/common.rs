@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_with::skip_serializing_none;
 
 /// An argument of an AnalysisTemplate or AnalysisRun: a literal `value`, a value read from a
@@ -94,4 +95,19 @@ pub fn preserve_unknown_object(_: &mut schemars::SchemaGenerator) -> schemars::S
         "type": "object",
         "x-kubernetes-preserve-unknown-fields": true,
     })
+}
+
+/// Writes a time to the nanosecond (`2026-12-04T03:40:47.123456789Z`) where `metav1.Time`
+/// would keep whole seconds. The schedule of measurements is built on these times, so a
+/// restarted controller reads back exactly when the last measurement finished (neither
+/// measuring early nor late), and the lateness of measurements can be read off the status.
+/// Still RFC 3339: Kubernetes' and Argo's Go clients (and k8s-openapi) parse the fraction.
+pub(crate) fn precise_time<S: Serializer>(
+    time: &Option<Time>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match time {
+        Some(Time(at)) => serializer.collect_str(at),
+        None => serializer.serialize_none(),
+    }
 }

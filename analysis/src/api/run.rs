@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
 
+use super::common::precise_time;
 use super::{Argument, DryRun, MeasurementRetention, Metric, TtlStrategy};
 
 /// The metrics to measure, with their arguments resolved or resolvable.
@@ -45,6 +46,7 @@ pub struct AnalysisRunStatus {
     pub phase: Option<AnalysisPhase>,
     pub message: Option<String>,
     pub metric_results: Option<Vec<MetricResult>>,
+    #[serde(default, serialize_with = "precise_time")]
     pub started_at: Option<Time>,
     pub completed_at: Option<Time>,
     pub run_summary: Option<RunSummary>,
@@ -115,12 +117,15 @@ pub struct MetricResult {
 pub struct Measurement {
     pub phase: AnalysisPhase,
     pub message: Option<String>,
+    #[serde(default, serialize_with = "precise_time")]
     pub started_at: Option<Time>,
+    #[serde(default, serialize_with = "precise_time")]
     pub finished_at: Option<Time>,
     /// The measured value as text, as Argo records it (`[0.02]`, `0.5`, `true`).
     pub value: Option<String>,
     pub metadata: Option<BTreeMap<String, String>>,
     /// For measurements still in progress (a Job): when to look again.
+    #[serde(default, serialize_with = "precise_time")]
     pub resume_at: Option<Time>,
 }
 
@@ -134,4 +139,34 @@ pub struct RunSummary {
     pub failed: Option<i32>,
     pub inconclusive: Option<i32>,
     pub error: Option<i32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::jiff::Timestamp;
+
+    use super::*;
+
+    #[test]
+    fn measurement_times_keep_their_fraction_of_a_second() {
+        let at: Timestamp = "2026-12-04T03:40:47.123456789Z".parse().unwrap();
+        let measurement = Measurement {
+            phase: AnalysisPhase::Successful,
+            started_at: Some(Time(at)),
+            finished_at: Some(Time("2026-12-04T03:40:48Z".parse().unwrap())),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&measurement).unwrap();
+        assert_eq!(json["startedAt"], "2026-12-04T03:40:47.123456789Z");
+        assert_eq!(json["finishedAt"], "2026-12-04T03:40:48Z");
+        assert!(json.get("resumeAt").is_none());
+        let back: Measurement = serde_json::from_value(json).unwrap();
+        assert_eq!(back, measurement);
+        // What Argo (and metav1.Time) writes reads back too.
+        let argo: Measurement = serde_json::from_value(serde_json::json!({
+            "phase": "Successful", "startedAt": "2026-12-04T03:40:47Z"
+        }))
+        .unwrap();
+        assert_eq!(argo.started_at.unwrap().0.as_second(), at.as_second());
+    }
 }

@@ -79,8 +79,8 @@ pub fn provider_type(provider: &MetricProvider) -> String {
     }
 }
 
-/// The time a measurement starts or ends. Kept to the nanosecond in memory (the schedule is
-/// computed from it); the API stores whole seconds.
+/// The time a measurement starts or ends, to the nanosecond: the schedule is computed from
+/// it, and the status keeps it whole (see `api::common::precise_time`).
 pub fn timestamp_now() -> Timestamp {
     Timestamp::now()
 }

@@ -131,10 +131,9 @@ impl Context {
         self.may_write.as_ref().is_none_or(|rx| *rx.borrow())
     }
 
-    /// Our last write of the run's status, while the cache holds that version or an older one.
-    /// Our copy keeps sub-second times (the API keeps whole seconds), so the schedule built on
-    /// it is exact; a cache that has not caught up with the write yet cannot cause a measurement
-    /// to be taken twice. A newer version (someone else wrote) wins.
+    /// Our last write of the run's status, while the cache holds that version or an older one:
+    /// a cache that has not caught up with the write yet cannot cause a measurement to be taken
+    /// twice. A newer version (someone else wrote) wins.
     fn current_status(&self, run: &AnalysisRun) -> Option<AnalysisRunStatus> {
         let uid = run.metadata.uid.as_deref()?;
         let seen = run.metadata.resource_version.as_deref().unwrap_or("");
