@@ -654,19 +654,31 @@ async fn a_no_op_resync_writes_nothing() -> TestResult {
         controller.stop().await?;
     }
     let controller = InProcessController::start(s.env.kubeconfig_path(), s.ns(), |_| {}).await?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let reconciles = |metrics: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("rollout_reconcile_count{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    // Every Rollout reconciled by the new controller, then a moment for any write to land.
+    let began = std::time::Instant::now();
+    loop {
+        let metrics = controller.metrics().await?;
+        if reconciles(&metrics) >= 2.0 {
+            break;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "every Rollout is reconciled within 30 s: {}",
+            reconciles(&metrics)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let metrics = controller.metrics().await?;
     let after = versions(&s).await;
     assert_eq!(before, after, "a resync wrote something");
-    let reconciles: f64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("rollout_reconcile_count{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
-    assert!(
-        reconciles >= 2.0,
-        "every Rollout was reconciled: {reconciles}"
-    );
     let writes: f64 = metrics
         .lines()
         .filter(|l| {

@@ -67,6 +67,16 @@ pub enum ApplyError {
 }
 
 impl ApplyError {
+    /// Whether the API server refused a write because the object changed since it was read
+    /// (409 Conflict): not a failure, the next pass plans from the newer object.
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            ApplyError::Api { source: kube::Error::Api(status), .. }
+                if status.code == 409 && status.reason == "Conflict"
+        )
+    }
+
     /// Short category for metrics labels and Event reasons.
     pub fn category(&self) -> &'static str {
         match self {
@@ -185,7 +195,7 @@ pub async fn apply(
                         .unwrap_or(0)
                         + 1;
                     let patch = json!({"status": {"collisionCount": count}});
-                    applied.rollout = Some(patch_status(client, rollout, &patch).await?);
+                    applied.rollout = Some(patch_status(client, rollout, rollout, &patch).await?);
                     applied.writes += 1;
                     applied.collision = true;
                     return Ok(applied);
@@ -302,7 +312,10 @@ pub async fn apply(
     let previous = rollout.status.clone().unwrap_or_default();
     if let Some(changes) = merge_patch(&previous, &status) {
         let patch = json!({"status": changes});
-        applied.rollout = Some(patch_status(client, rollout, &patch).await?);
+        // The status was planned from `rollout`; only our own annotation write may lie between.
+        let base = applied.rollout.clone();
+        let base = base.as_ref().unwrap_or(rollout);
+        applied.rollout = Some(patch_status(client, rollout, base, &patch).await?);
         applied.writes += 1;
     }
     Ok(applied)
@@ -458,16 +471,25 @@ fn rename_runs(status: &mut RolloutStatus, renamed: &BTreeMap<String, String>) {
     }
 }
 
+/// Writes a status change planned from `base`, on the condition that the Rollout is still at
+/// `base`'s resourceVersion: a decision taken from a stale view (a cache lagging behind a
+/// user's promote, or a controller that just started) is refused with 409 Conflict instead
+/// of overwriting what it never saw.
 async fn patch_status(
     client: &Client,
     rollout: &Rollout,
+    base: &Rollout,
     patch: &Value,
 ) -> Result<Rollout, ApplyError> {
     let namespace = rollout.namespace().unwrap_or_default();
     let name = rollout.name_any();
     let rollouts: Api<Rollout> = Api::namespaced(client.clone(), &namespace);
+    let mut patch = patch.clone();
+    if let Some(version) = &base.metadata.resource_version {
+        patch["metadata"] = json!({"resourceVersion": version});
+    }
     rollouts
-        .patch_status(&name, &params(), &Patch::Merge(patch))
+        .patch_status(&name, &params(), &Patch::Merge(&patch))
         .await
         .map_err(api_error(
             "updating the status of",

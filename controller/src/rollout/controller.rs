@@ -27,6 +27,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::{Action, Config as ControllerRuntimeConfig, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::ListSemantic;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
@@ -123,7 +124,10 @@ pub fn watches(
         Some(id) => format!("{INSTANCE_ID_LABEL}={id}"),
         None => format!("!{INSTANCE_ID_LABEL}"),
     };
-    let page = |c: watcher::Config| c.page_size(500);
+    // Lists are read from etcd, not the API server's watch cache (which may lag behind the
+    // last writes): a controller that starts, or relists after a lost watch, must not plan
+    // from a Rollout older than the one the previous controller last wrote.
+    let page = |c: watcher::Config| c.page_size(500).list_semantic(ListSemantic::MostRecent);
 
     let (rollout_store, rollout_writer) = reflector::store::<Rollout>();
     // Readiness is tracked here: the store's own ready signal wakes a single waiter, and the
@@ -200,7 +204,7 @@ pub fn watches(
     let (template_store, template_writer) = reflector::store::<AnalysisTemplate>();
     let templates = watcher(
         api::<AnalysisTemplate>(client, namespace),
-        watcher::Config::default(),
+        page(watcher::Config::default()),
     )
     .default_backoff()
     .modify(gather::strip_metadata)
@@ -212,7 +216,7 @@ pub fn watches(
         reflector::store::<ClusterAnalysisTemplate>();
     let cluster_templates = watcher(
         Api::<ClusterAnalysisTemplate>::all(client.clone()),
-        watcher::Config::default(),
+        page(watcher::Config::default()),
     )
     .default_backoff()
     .modify(gather::strip_metadata)
@@ -497,6 +501,7 @@ async fn reconcile(rollout: Arc<Rollout>, context: Arc<Context>) -> Result<Actio
     }
     let namespace = rollout.namespace().unwrap_or_default();
     let name = rollout.name_any();
+    context.caches.wait_until_ready().await;
     let _timer = context.metrics.reconcile_timer(&namespace, &name);
     let rollout = context.freshest(rollout);
     let now = Timestamp::now();
@@ -518,6 +523,12 @@ async fn reconcile(rollout: Arc<Rollout>, context: Arc<Context>) -> Result<Actio
     let halted = plan.error.clone();
     let applied = match apply(&context.client, &observed, plan).await {
         Ok(applied) => applied,
+        Err(error) if error.is_conflict() => {
+            // Planned from a Rollout that has changed since: plan again from the newer one as
+            // soon as the watch brings it.
+            tracing::debug!(rollout = %name, %namespace, %error, "stale view, planning again");
+            return Ok(Action::requeue(Duration::from_millis(50)));
+        }
         Err(error) => {
             context.events.send(
                 &observed.rollout,

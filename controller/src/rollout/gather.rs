@@ -179,6 +179,24 @@ pub struct Caches {
     pub deployments: Store<Deployment>,
 }
 
+impl Caches {
+    /// Waits until every cache has completed its first list. A Rollout planned against a
+    /// half-loaded cache would miss its ReplicaSets (and take its new one for an initial
+    /// deploy, promoting it at once), its Services or its templates. Immediate once ready.
+    pub async fn wait_until_ready(&self) {
+        let _ = futures::join!(
+            self.rollouts.wait_until_ready(),
+            self.services.wait_until_ready(),
+            self.templates.wait_until_ready(),
+            self.cluster_templates.wait_until_ready(),
+            self.deployments.wait_until_ready(),
+        );
+        while !(self.replica_sets.is_ready() && self.analysis_runs.is_ready()) {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+}
+
 /// Reads analysis templates out of the caches for [`expand_templates`].
 struct CachedTemplates<'a>(&'a Caches);
 

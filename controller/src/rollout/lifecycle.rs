@@ -21,7 +21,7 @@ use super::observe::Observed;
 use super::pause::PauseContext;
 use super::plan::{Plan, Planner};
 use super::{canary, replicasets, status, steps};
-use crate::api::{CanaryStatus, RolloutStatus};
+use crate::api::{CanaryStatus, RolloutCondition, RolloutStatus};
 use crate::validation::{FieldError, validate_rollout};
 
 /// How soon an invalid Rollout is looked at again: the fault may be timing (a Rollout
@@ -218,23 +218,44 @@ pub fn reference_errors(observed: &Observed) -> Vec<FieldError> {
 }
 
 /// Argo's `checkPausedConditions`: the Progressing and Paused conditions follow pauses and
-/// retries.
+/// retries. Run on the previous status at the start of a pass.
 pub fn paused_conditions(p: &mut Planner<'_>) {
+    let updates = paused_condition_updates(p.status(), p.rollout.spec.paused == Some(true), p.now);
+    let list = p.new_status.conditions.get_or_insert_with(Vec::new);
+    for update in updates {
+        conditions::set(list, update);
+    }
+}
+
+/// The same rules on the status a pass is about to write, after its pause decisions: a pass
+/// that pauses (or resumes) writes the matching conditions with it, so the status it leaves
+/// is final and a later pass (or a restarted controller) finds nothing to change.
+pub fn settle_paused_conditions(spec_paused: bool, new: &mut RolloutStatus, now: Timestamp) {
+    let updates = paused_condition_updates(new, spec_paused, now);
+    let list = new.conditions.get_or_insert_with(Vec::new);
+    for update in updates {
+        conditions::set(list, update);
+    }
+}
+
+fn paused_condition_updates(
+    status: &RolloutStatus,
+    spec_paused: bool,
+    now: Timestamp,
+) -> Vec<RolloutCondition> {
     use conditions::{
         FALSE, ROLLOUT_ABORTED_REASON, ROLLOUT_PAUSED_MESSAGE, ROLLOUT_PAUSED_REASON, TRUE, UNKNOWN,
     };
-    let previous = p.status();
-    let list = previous.conditions.as_deref().unwrap_or_default();
+    let list = status.conditions.as_deref().unwrap_or_default();
     let progressing = conditions::get(list, PROGRESSING);
     let progressing_paused = progressing.is_some_and(|c| c.reason == ROLLOUT_PAUSED_REASON);
-    let is_paused = previous
+    let is_paused = status
         .pause_conditions
         .as_ref()
         .is_some_and(|c| !c.is_empty())
-        || p.rollout.spec.paused == Some(true);
+        || spec_paused;
     let abort_condition = progressing.is_some_and(|c| c.reason == ROLLOUT_ABORTED_REASON);
     let paused_true = conditions::get(list, PAUSED).is_some_and(|c| c.status == TRUE);
-    let now = p.now;
     let mut updates = Vec::new();
     if is_paused != progressing_paused && !abort_condition {
         updates.push(if is_paused {
@@ -255,7 +276,7 @@ pub fn paused_conditions(p: &mut Planner<'_>) {
             )
         });
     }
-    if previous.abort != Some(true) && abort_condition {
+    if status.abort != Some(true) && abort_condition {
         updates.push(conditions::new_condition(
             PROGRESSING,
             UNKNOWN,
@@ -274,8 +295,5 @@ pub fn paused_conditions(p: &mut Planner<'_>) {
             now,
         ));
     }
-    let list = p.new_status.conditions.get_or_insert_with(Vec::new);
-    for update in updates {
-        conditions::set(list, update);
-    }
+    updates
 }

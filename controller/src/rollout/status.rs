@@ -22,7 +22,7 @@ use super::hash::pod_template_hash;
 use super::observe::ReplicaSetExt;
 use super::phase::rollout_phase;
 use super::plan::Planner;
-use super::steps;
+use super::{lifecycle, steps};
 use crate::api::{RolloutCondition, RolloutStatus};
 
 /// Argo's `calculateBaseStatus`: the fields every strategy computes the same way.
@@ -367,6 +367,7 @@ fn replica_failure(p: &Planner<'_>) -> Option<RolloutCondition> {
 pub fn finish(p: &mut Planner<'_>, mut new: RolloutStatus) -> RolloutStatus {
     let previous = p.status();
     p.pause.apply(previous, &mut new, p.now);
+    lifecycle::settle_paused_conditions(p.rollout.spec.paused == Some(true), &mut new, p.now);
     new.workload_observed_generation = match (&p.rollout.spec.workload_ref, &p.observed.workload) {
         (Some(_), Some(workload)) => workload.metadata.generation.map(|g| g.to_string()),
         _ => None,
