@@ -12,6 +12,7 @@
 pub mod cluster;
 pub mod gitops;
 pub mod rollouts;
+pub mod scale;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -49,6 +50,11 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "reconcile",
         about: "Rollout reconcile time per Rollout and full resync of N Rollouts by a fresh controller",
         run: |args| Box::pin(rollouts::reconcile(args)),
+    },
+    Scenario {
+        name: "scale",
+        about: "N Rollouts: controller RSS and CPU, resync after restart and its writes, N image updates to step 1",
+        run: |args| Box::pin(scale::run(args)),
     },
 ];
 

@@ -1,0 +1,507 @@
+//! `bench scale --rollouts N`: Ramp's footprint and speed with many Rollouts, the figures that
+//! matter at 1,000 and 10,000 Rollouts per cluster. The controller runs as its own process
+//! (`ramp-controller run`, release build) so its memory and CPU are its own:
+//!
+//! 1. N canary Rollouts (one replica each) are created and reconciled to Healthy.
+//! 2. Steady state: the controller's RSS and CPU, sampled from `/proc` while nothing changes.
+//! 3. Resync: the controller is restarted; the time until it has reconciled every Rollout
+//!    again (its `rollout_reconcile` histogram count), and the writes that resync issued
+//!    (`controller_clientset_k8s_request_total` for create/update/patch/delete; goal 0).
+//! 4. Update: all N images are changed at once; the time until every Rollout has reached
+//!    step 1 (canary scaled and available, paused), and the API writes per Rollout.
+//!
+//! The baselines come from the same cluster in the same run: the time the API server takes to
+//! accept the N image patches themselves, and to list the N Rollouts.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use ramp_controller::api::Rollout;
+use serde_json::json;
+use tokio::process::{Child, Command};
+
+use super::cluster::{fresh_namespace, timed_start};
+use super::{BenchError, CommonFlags, Report, Samples, output_dir, parse_flags};
+use crate::cluster::ClusterOptions;
+use crate::fixtures::http::HttpClient;
+use crate::fixtures::rollouts::{canary_rollout, healthy, install_rollout_crds};
+
+#[derive(Debug, clap::Parser)]
+struct Flags {
+    #[command(flatten)]
+    common: CommonFlags,
+    /// Rollouts in the cluster.
+    #[arg(long, default_value_t = 1000)]
+    rollouts: usize,
+    /// Requests in flight while creating and updating Rollouts.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Seconds of steady state over which RSS and CPU are sampled.
+    #[arg(long, default_value_t = 10)]
+    steady_seconds: u64,
+}
+
+fn failed(what: impl Into<String>) -> impl FnOnce(kube::Error) -> BenchError {
+    let what = what.into();
+    move |source| BenchError::Kube { what, source }
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BenchError {
+    let path = path.to_path_buf();
+    move |source| BenchError::Io { what, path, source }
+}
+
+/// Builds the release `ramp-controller` binary (a no-op when it is fresh) and returns its path.
+fn controller_binary() -> Result<PathBuf, BenchError> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--release", "-p", "ramp-controller"])
+        .current_dir(&workspace)
+        .status()
+        .map_err(io("running cargo build", &workspace))?;
+    if !status.success() {
+        return Err(BenchError::Failed(format!(
+            "cargo build --release -p ramp-controller failed ({status})"
+        )));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target"));
+    Ok(target.join("release").join("ramp-controller"))
+}
+
+fn free_port() -> Result<u16, BenchError> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(io("binding a loopback port", Path::new("127.0.0.1")))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(io("reading a loopback port", Path::new("127.0.0.1")))
+}
+
+/// `ramp-controller run` in its own process, with its `/metrics` address.
+struct ControllerProcess {
+    child: Child,
+    metrics: String,
+}
+
+impl ControllerProcess {
+    fn start(binary: &Path, kubeconfig: &Path, namespace: &str) -> Result<Self, BenchError> {
+        let (metrics_port, health_port) = (free_port()?, free_port()?);
+        let child = Command::new(binary)
+            .args([
+                "run",
+                "--namespace",
+                namespace,
+                "--metrics-addr",
+                &format!("127.0.0.1:{metrics_port}"),
+                "--health-addr",
+                &format!("127.0.0.1:{health_port}"),
+            ])
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(io("starting ramp-controller", binary))?;
+        Ok(ControllerProcess {
+            child,
+            metrics: format!("http://127.0.0.1:{metrics_port}/metrics"),
+        })
+    }
+
+    fn pid(&self) -> Result<u32, BenchError> {
+        self.child
+            .id()
+            .ok_or_else(|| BenchError::Failed("ramp-controller exited".into()))
+    }
+
+    async fn scrape(&self) -> Option<String> {
+        let (status, body) = HttpClient::default()
+            .get(&self.metrics, Duration::from_secs(10))
+            .await
+            .ok()?;
+        (status == 200).then(|| String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// Stops it with SIGTERM (a graceful shutdown, as Kubernetes stops a pod).
+    async fn stop(mut self) -> Result<(), BenchError> {
+        let pid = self.pid()?;
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        match tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await {
+            Ok(_) => Ok(()),
+            Err(_) => {
+                let _ = self.child.kill().await;
+                Err(BenchError::Failed(
+                    "ramp-controller did not stop within 30 s of SIGTERM".into(),
+                ))
+            }
+        }
+    }
+}
+
+/// Sum of the samples of `metric` whose labels satisfy `keep`.
+fn metric_sum(text: &str, metric: &str, keep: impl Fn(&str) -> bool) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let rest = line.strip_prefix(metric)?;
+            let (labels, value) = match rest.strip_prefix('{') {
+                Some(rest) => rest.split_once("} ")?,
+                None => ("", rest.strip_prefix(' ')?),
+            };
+            keep(labels).then(|| value.trim().parse::<f64>().ok())?
+        })
+        // An empty f64 sum is -0.0; the report prints 0.
+        .sum::<f64>()
+        + 0.0
+}
+
+/// Writes (create, update, patch, delete) the controller has sent so far.
+fn writes(metrics: &str) -> f64 {
+    metric_sum(
+        metrics,
+        "controller_clientset_k8s_request_total",
+        |labels| {
+            ["Create", "Update", "Patch", "Delete"]
+                .iter()
+                .any(|verb| labels.contains(&format!("verb=\"{verb}\"")))
+        },
+    )
+}
+
+/// Reconciles the controller has finished so far.
+fn reconciles(metrics: &str) -> f64 {
+    metric_sum(metrics, "rollout_reconcile_count", |_| true)
+}
+
+/// RSS in MiB and CPU time in seconds of a process, from `/proc`.
+fn rss_and_cpu(pid: u32) -> Result<(f64, f64), BenchError> {
+    let path = PathBuf::from(format!("/proc/{pid}"));
+    let status =
+        std::fs::read_to_string(path.join("status")).map_err(io("reading /proc status", &path))?;
+    let rss_kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(f64::NAN);
+    let stat =
+        std::fs::read_to_string(path.join("stat")).map_err(io("reading /proc stat", &path))?;
+    // Fields after the command (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the command.
+    let ticks: f64 = fields
+        .get(11..13)
+        .map(|t| t.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
+        .unwrap_or(f64::NAN);
+    // The kernel's USER_HZ is 100 on every Linux architecture Ramp runs on.
+    Ok((rss_kib / 1024.0, ticks / 100.0))
+}
+
+async fn count_rollouts(
+    api: &Api<Rollout>,
+    check: impl Fn(&Rollout) -> bool,
+) -> Result<usize, BenchError> {
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(failed("listing Rollouts"))?;
+    Ok(list.items.iter().filter(|r| check(r)).count())
+}
+
+/// Polls until `check` holds for all `n` Rollouts; returns the time it took.
+async fn until_all(
+    api: &Api<Rollout>,
+    n: usize,
+    what: &str,
+    limit: Duration,
+    check: impl Fn(&Rollout) -> bool,
+) -> Result<Duration, BenchError> {
+    let began = Instant::now();
+    loop {
+        let done = count_rollouts(api, &check).await?;
+        if done >= n {
+            return Ok(began.elapsed());
+        }
+        if began.elapsed() > limit {
+            return Err(BenchError::Failed(format!(
+                "{what}: only {done} of {n} Rollouts after {limit:?}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn rollout_name(index: usize) -> String {
+    format!("scale-{index:05}")
+}
+
+fn image_patch(image: &str) -> serde_json::Value {
+    json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}})
+}
+
+/// The figures of one run.
+struct RunFigures {
+    create_s: f64,
+    initial_healthy_s: f64,
+    rss_mb: f64,
+    cpu_cores: f64,
+    resync_s: f64,
+    resync_writes: f64,
+    list_ms: f64,
+    patch_all_s: f64,
+    update_to_step1_s: f64,
+    update_writes_per_rollout: f64,
+    rss_after_update_mb: f64,
+}
+
+async fn one_run(
+    client: &Client,
+    kubeconfig: &Path,
+    binary: &Path,
+    flags: &Flags,
+) -> Result<RunFigures, BenchError> {
+    let n = flags.rollouts;
+    let limit = Duration::from_secs(120 + (n as u64) / 10);
+    let namespace = fresh_namespace(client, "bench-scale").await?;
+    let api: Api<Rollout> = Api::namespaced(client.clone(), &namespace);
+
+    // 1. N Rollouts, reconciled to Healthy.
+    let steps = json!({"steps": [{"setWeight": 50}, {"pause": {}}]});
+    let began = Instant::now();
+    futures::stream::iter(0..n)
+        .map(|index| {
+            let api = api.clone();
+            let rollout = canary_rollout(&rollout_name(index), 1, "app:1", steps.clone());
+            async move {
+                api.create(&PostParams::default(), &rollout)
+                    .await
+                    .map_err(failed(format!("creating Rollout {}", rollout_name(index))))
+            }
+        })
+        .buffer_unordered(flags.concurrency)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let create_s = began.elapsed().as_secs_f64();
+    let controller = ControllerProcess::start(binary, kubeconfig, &namespace)?;
+    let initial_healthy_s = until_all(&api, n, "initial reconcile to Healthy", limit, healthy)
+        .await?
+        .as_secs_f64();
+    eprintln!("{n} Rollouts created in {create_s:.1}s, Healthy after {initial_healthy_s:.1}s");
+
+    // 2. Steady state.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pid = controller.pid()?;
+    let (_, cpu_before) = rss_and_cpu(pid)?;
+    let mut rss = Samples::new();
+    for _ in 0..flags.steady_seconds {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        rss.push(rss_and_cpu(pid)?.0);
+    }
+    let (_, cpu_after) = rss_and_cpu(pid)?;
+    let cpu_cores = (cpu_after - cpu_before) / flags.steady_seconds.max(1) as f64;
+
+    // 3. Resync after a restart.
+    controller.stop().await?;
+    let began = Instant::now();
+    let controller = ControllerProcess::start(binary, kubeconfig, &namespace)?;
+    let resync = loop {
+        if let Some(metrics) = controller.scrape().await
+            && reconciles(&metrics) >= n as f64
+        {
+            break began.elapsed();
+        }
+        if began.elapsed() > limit {
+            return Err(BenchError::Failed(format!(
+                "the restarted controller had not reconciled {n} Rollouts after {limit:?}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Let anything the resync would write land before counting.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let metrics = controller.scrape().await.unwrap_or_default();
+    let resync_writes = writes(&metrics);
+    let list_began = Instant::now();
+    count_rollouts(&api, |_| true).await?;
+    let list_ms = list_began.elapsed().as_secs_f64() * 1000.0;
+
+    // 4. N simultaneous image updates to step 1.
+    let writes_before = writes(&metrics);
+    let began = Instant::now();
+    futures::stream::iter(0..n)
+        .map(|index| {
+            let api = api.clone();
+            async move {
+                api.patch(
+                    &rollout_name(index),
+                    &PatchParams::default(),
+                    &Patch::Merge(image_patch("app:2")),
+                )
+                .await
+                .map_err(failed(format!("patching Rollout {}", rollout_name(index))))
+            }
+        })
+        .buffer_unordered(flags.concurrency)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let patch_all_s = began.elapsed().as_secs_f64();
+    let update_to_step1 = until_all(&api, n, "image update to step 1", limit, |r| {
+        let Some(status) = r.status.as_ref() else {
+            return false;
+        };
+        let generation = r.metadata.generation.unwrap_or(0).to_string();
+        status.observed_generation.as_deref() == Some(generation.as_str())
+            && status.current_step_index == Some(1)
+            && status.current_pod_hash.is_some()
+            && status.current_pod_hash != status.stable_rs
+    })
+    .await?;
+    let update_to_step1_s = update_to_step1.as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let metrics = controller.scrape().await.unwrap_or_default();
+    let update_writes_per_rollout = (writes(&metrics) - writes_before) / n as f64;
+    let (rss_after_update_mb, _) = rss_and_cpu(controller.pid()?)?;
+    controller.stop().await?;
+    super::cluster::drop_namespace(client, &namespace).await?;
+    Ok(RunFigures {
+        create_s,
+        initial_healthy_s,
+        rss_mb: rss.median(),
+        cpu_cores,
+        resync_s: resync.as_secs_f64(),
+        resync_writes,
+        list_ms,
+        patch_all_s,
+        update_to_step1_s,
+        update_writes_per_rollout,
+        rss_after_update_mb,
+    })
+}
+
+/// `bench scale`.
+pub async fn run(args: Vec<String>) -> Result<Report, BenchError> {
+    let flags: Flags = parse_flags("scale", args)?;
+    let runs = flags.common.runs.max(1);
+    let binary = controller_binary()?;
+    let (cluster, _) = timed_start(ClusterOptions {
+        pod_ready_after: Duration::from_millis(100),
+        ..ClusterOptions::default()
+    })
+    .await?;
+    let client = cluster.client();
+    install_rollout_crds(&client)
+        .await
+        .map_err(BenchError::Failed)?;
+
+    let mut figures = Vec::new();
+    for run in 0..runs {
+        let f = one_run(&client, cluster.kubeconfig_path(), &binary, &flags).await?;
+        eprintln!(
+            "run {}/{runs}: rss {:.0} MiB, cpu {:.3} cores, resync {:.2}s ({} writes), update to step 1 {:.1}s ({:.1} writes/Rollout)",
+            run + 1,
+            f.rss_mb,
+            f.cpu_cores,
+            f.resync_s,
+            f.resync_writes,
+            f.update_to_step1_s,
+            f.update_writes_per_rollout
+        );
+        figures.push(f);
+    }
+    let samples = |get: &dyn Fn(&RunFigures) -> f64| {
+        let mut s = Samples::new();
+        for f in &figures {
+            s.push(get(f));
+        }
+        s
+    };
+
+    let mut report = Report::new("scale");
+    report.add("rollouts", flags.rollouts as f64, "Rollouts in the cluster");
+    report.add(
+        "runs",
+        runs as f64,
+        "measurement runs (figures are medians)",
+    );
+    report.add_median(
+        "create_s",
+        &samples(&|f| f.create_s),
+        "baseline: creating the N Rollouts (API server only)",
+    );
+    report.add_median(
+        "initial_healthy_s",
+        &samples(&|f| f.initial_healthy_s),
+        "controller start to every Rollout Healthy (ReplicaSets and pods created)",
+    );
+    report.add_median(
+        "rss_mb",
+        &samples(&|f| f.rss_mb),
+        "controller RSS at steady state, MiB",
+    );
+    report.add_median(
+        "rss_per_rollout_kb",
+        &samples(&|f| f.rss_mb * 1024.0 / flags.rollouts as f64),
+        "controller RSS per Rollout, KiB",
+    );
+    report.add_median(
+        "cpu_cores",
+        &samples(&|f| f.cpu_cores),
+        "controller CPU at steady state, cores",
+    );
+    report.add_median(
+        "resync_s",
+        &samples(&|f| f.resync_s),
+        "restart to every Rollout reconciled again",
+    );
+    report.add_median(
+        "resync_writes",
+        &samples(&|f| f.resync_writes),
+        "writes issued by that resync (goal 0)",
+    );
+    report.add_median(
+        "list_ms",
+        &samples(&|f| f.list_ms),
+        "baseline: one list of the N Rollouts",
+    );
+    report.add_median(
+        "resync_per_list",
+        &samples(&|f| f.resync_s * 1000.0 / f.list_ms),
+        "resync time / one list of the N Rollouts",
+    );
+    report.add_median(
+        "patch_all_s",
+        &samples(&|f| f.patch_all_s),
+        "baseline: the N image patches themselves",
+    );
+    report.add_median(
+        "update_to_step1_s",
+        &samples(&|f| f.update_to_step1_s),
+        "N simultaneous image updates to every Rollout at step 1 (canary available, paused)",
+    );
+    report.add_median(
+        "update_writes_per_rollout",
+        &samples(&|f| f.update_writes_per_rollout),
+        "API writes per Rollout for that update (ReplicaSet, status, Events)",
+    );
+    report.add_median(
+        "rss_after_update_mb",
+        &samples(&|f| f.rss_after_update_mb),
+        "controller RSS after the update, MiB",
+    );
+    report.write(&output_dir(&flags.common))?;
+    Ok(report)
+}
