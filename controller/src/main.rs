@@ -27,7 +27,7 @@ enum Command {
     ///
     /// Connects with the kubeconfig (KUBECONFIG, ~/.kube/config) or the in-cluster service
     /// account, like kubectl.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print every CRD Ramp serves as YAML, or write one file per kind.
     Crd {
         /// Write `<plural>.yaml` files into this directory instead of printing.
@@ -100,7 +100,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Crd { output_dir } => print_crds(output_dir),
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
     }
 }
 
@@ -127,7 +127,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         prometheus_address: args.prometheus_address,
         rollout_threads: args.rollout_threads.max(1),
         analysis: !args.no_analysis,
-        gitops: args.gitops.then(|| GitopsSettings {
+        gitops: args.gitops.then_some(GitopsSettings {
             poll_interval: args.gitops_poll_interval,
             webhook_secret: args.gitops_webhook_secret,
         }),

@@ -152,15 +152,14 @@ pub async fn apply(
     applied.writes += try_join_all(switches).await?.len();
     if let Some(traffic) = &plan.traffic {
         let verified = apply_traffic(client, rollout, &namespace, traffic).await?;
-        if let Some(verified) = verified {
-            if let Some(weights) = plan
+        if let Some(verified) = verified
+            && let Some(weights) = plan
                 .status
                 .as_mut()
                 .and_then(|s| s.canary.as_mut())
                 .and_then(|c| c.weights.as_mut())
-            {
-                weights.verified = Some(verified);
-            }
+        {
+            weights.verified = Some(verified);
         }
     }
     if applied.writes > 0 {

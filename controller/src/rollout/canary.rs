@@ -468,13 +468,13 @@ fn reconcile_replica_sets(p: &mut Planner<'_>) -> bool {
         }
     }
 
-    if p.sets.stable_differs() {
-        if let Some(stable) = p.sets.stable.clone() {
-            let weights = p.status().canary.as_ref().and_then(|c| c.weights.as_ref());
-            let (_, desired) = desired_counts(p, p.sets.new.as_deref(), weights);
-            if replicasets::scale(p, &stable, desired, keep_deadline) {
-                return true;
-            }
+    if p.sets.stable_differs()
+        && let Some(stable) = p.sets.stable.clone()
+    {
+        let weights = p.status().canary.as_ref().and_then(|c| c.weights.as_ref());
+        let (_, desired) = desired_counts(p, p.sets.new.as_deref(), weights);
+        if replicasets::scale(p, &stable, desired, keep_deadline) {
+            return true;
         }
     }
 
@@ -483,10 +483,10 @@ fn reconcile_replica_sets(p: &mut Planner<'_>) -> bool {
         let hash = p.current_pod_hash().to_string();
         new = p.sets.by_hash(&hash).cloned();
     }
-    if let Some(new) = new {
-        if reconcile_new(p, &new, keep_deadline) {
-            return true;
-        }
+    if let Some(new) = new
+        && reconcile_new(p, &new, keep_deadline)
+    {
+        return true;
     }
     reconcile_others(p)
 }

@@ -124,10 +124,10 @@ impl<K: Resource> IndexState<K> {
             return;
         };
         let owner = controller_uid(object.as_ref());
-        if let Some(previous) = self.owner_of.get(&uid).cloned() {
-            if Some(&previous) != owner.as_ref() {
-                self.detach(&uid, &previous);
-            }
+        if let Some(previous) = self.owner_of.get(&uid).cloned()
+            && Some(&previous) != owner.as_ref()
+        {
+            self.detach(&uid, &previous);
         }
         let Some(owner) = owner else { return };
         self.owner_of.insert(uid.clone(), owner.clone());
@@ -257,12 +257,12 @@ pub async fn observe(
         }
     }
 
-    if let Some(workload) = &rollout.spec.workload_ref {
-        if let Some(name) = workload.name.as_deref() {
-            observed.workload = caches
-                .deployments
-                .get(&ObjectRef::new(name).within(&namespace));
-        }
+    if let Some(workload) = &rollout.spec.workload_ref
+        && let Some(name) = workload.name.as_deref()
+    {
+        observed.workload = caches
+            .deployments
+            .get(&ObjectRef::new(name).within(&namespace));
     }
 
     for (analysis_use, refs) in analysis_uses(&rollout) {

@@ -198,21 +198,21 @@ pub fn reference_errors(observed: &Observed) -> Vec<FieldError> {
             });
         }
     }
-    if let Some(workload) = &rollout.spec.workload_ref {
-        if observed.workload.is_none() {
-            let target = workload.name.as_deref().unwrap_or_default();
-            errors.push(FieldError {
-                path: "spec.workloadRef.name".into(),
-                message: format!(
-                    "Invalid value: {target:?}: {} {target:?} not found",
-                    workload
-                        .kind
-                        .as_deref()
-                        .unwrap_or("Deployment")
-                        .to_lowercase()
-                ),
-            });
-        }
+    if let Some(workload) = &rollout.spec.workload_ref
+        && observed.workload.is_none()
+    {
+        let target = workload.name.as_deref().unwrap_or_default();
+        errors.push(FieldError {
+            path: "spec.workloadRef.name".into(),
+            message: format!(
+                "Invalid value: {target:?}: {} {target:?} not found",
+                workload
+                    .kind
+                    .as_deref()
+                    .unwrap_or("Deployment")
+                    .to_lowercase()
+            ),
+        });
     }
     errors
 }

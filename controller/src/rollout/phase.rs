@@ -26,10 +26,10 @@ pub fn rollout_phase(spec: &RolloutSpec, status: &RolloutStatus) -> (RolloutPhas
     if let Some(pause) = status.pause_conditions.iter().flatten().next() {
         return (RolloutPhase::Paused, pause.reason.clone());
     }
-    if let Some(restart_at) = &spec.restart_at {
-        if status.restarted_at.as_ref() != Some(restart_at) {
-            return (RolloutPhase::Progressing, "rollout is restarting".into());
-        }
+    if let Some(restart_at) = &spec.restart_at
+        && status.restarted_at.as_ref() != Some(restart_at)
+    {
+        return (RolloutPhase::Progressing, "rollout is restarting".into());
     }
     let updated = status.updated_replicas.unwrap_or(0);
     if updated < spec.replicas.unwrap_or(1) {

@@ -113,25 +113,27 @@ pub fn basic_canary(input: BasicCanary) -> (i32, i32) {
     let total = others_desired + canary.map_or(0, |c| c.desired) + stable.map_or(0, |s| s.desired);
     let mut scale_up = max_allowed - total;
 
-    if let Some(s) = stable {
-        if s.desired < desired_stable && scale_up > 0 {
-            if s.desired + scale_up < desired_stable {
-                stable_count = s.desired + scale_up;
-                scale_up = 0;
-            } else {
-                stable_count = desired_stable;
-                scale_up -= desired_stable - s.desired;
-            }
+    if let Some(s) = stable
+        && s.desired < desired_stable
+        && scale_up > 0
+    {
+        if s.desired + scale_up < desired_stable {
+            stable_count = s.desired + scale_up;
+            scale_up = 0;
+        } else {
+            stable_count = desired_stable;
+            scale_up -= desired_stable - s.desired;
         }
     }
-    if let Some(c) = canary {
-        if c.desired < desired_canary && scale_up > 0 {
-            canary_count = if c.desired + scale_up < desired_canary {
-                c.desired + scale_up
-            } else {
-                desired_canary
-            };
-        }
+    if let Some(c) = canary
+        && c.desired < desired_canary
+        && scale_up > 0
+    {
+        canary_count = if c.desired + scale_up < desired_canary {
+            c.desired + scale_up
+        } else {
+            desired_canary
+        };
     }
 
     if others_desired > 0 {

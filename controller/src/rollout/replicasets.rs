@@ -134,24 +134,24 @@ pub fn sync_revision(p: &mut Planner<'_>, create: bool) {
         Some(text) => text.parse::<i64>().ok(),
     };
     let mut revision_changed = false;
-    if let (Some(current_number), Ok(wanted)) = (current_number, new_revision.parse::<i64>()) {
-        if current_number < wanted {
-            changed.insert(REVISION_ANNOTATION.into(), Some(new_revision.clone()));
-            revision_changed = true;
-        }
+    if let (Some(current_number), Ok(wanted)) = (current_number, new_revision.parse::<i64>())
+        && current_number < wanted
+    {
+        changed.insert(REVISION_ANNOTATION.into(), Some(new_revision.clone()));
+        revision_changed = true;
     }
-    if revision_changed || !changed.is_empty() {
-        if let Some(old) = current.filter(|c| !c.is_empty()) {
-            let history = new
-                .annotations()
-                .get(REVISION_HISTORY_ANNOTATION)
-                .filter(|h| !h.is_empty());
-            let history = match history {
-                Some(history) => format!("{history},{old}"),
-                None => old,
-            };
-            changed.insert(REVISION_HISTORY_ANNOTATION.into(), Some(history));
-        }
+    if (revision_changed || !changed.is_empty())
+        && let Some(old) = current.filter(|c| !c.is_empty())
+    {
+        let history = new
+            .annotations()
+            .get(REVISION_HISTORY_ANNOTATION)
+            .filter(|h| !h.is_empty());
+        let history = match history {
+            Some(history) => format!("{history},{old}"),
+            None => old,
+        };
+        changed.insert(REVISION_HISTORY_ANNOTATION.into(), Some(history));
     }
     let min_ready = p.rollout.spec.min_ready_seconds.unwrap_or(0);
     let min_ready_changed = new
@@ -531,7 +531,7 @@ pub fn cleanup_history(p: &mut Planner<'_>) {
     if candidates.len() <= limit {
         return;
     }
-    candidates.sort_by(|a, b| a.created().cmp(&b.created()));
+    candidates.sort_by_key(|a| a.created());
     let excess = candidates.len() - limit;
     for rs in candidates.into_iter().take(excess) {
         let settled = rs.metadata.generation.unwrap_or(0)

@@ -106,10 +106,10 @@ fn strip_injected(template: &mut Value, ephemeral: Option<&ObjectLabels>) {
         if anti_empty {
             affinity.remove("podAntiAffinity");
         }
-        if affinity.is_empty() {
-            if let Some(spec) = template.get_mut("spec").and_then(Value::as_object_mut) {
-                spec.remove("affinity");
-            }
+        if affinity.is_empty()
+            && let Some(spec) = template.get_mut("spec").and_then(Value::as_object_mut)
+        {
+            spec.remove("affinity");
         }
     }
 }

@@ -260,16 +260,15 @@ async fn raw_patch_to_event(services: &Api<Service>, marker: usize) -> Result<f6
             .map_err(|_| BenchError::Failed("no watch event within 10s".into()))?
             .ok_or_else(|| BenchError::Failed("the watch ended".into()))?
             .map_err(failed("reading the watch"))?;
-        if let WatchEvent::Modified(svc) = event {
-            if svc
+        if let WatchEvent::Modified(svc) = event
+            && svc
                 .metadata
                 .annotations
                 .and_then(|a| a.get("bench.ramp/marker").cloned())
                 .as_deref()
                 == Some(value.as_str())
-            {
-                return Ok(began.elapsed().as_secs_f64() * 1000.0);
-            }
+        {
+            return Ok(began.elapsed().as_secs_f64() * 1000.0);
         }
     }
 }
