@@ -9,6 +9,7 @@
 //! Result<Report, BenchError>` (parse its own flags with [`parse_flags`], flattening
 //! [`CommonFlags`]) and one line in [`SCENARIOS`].
 
+pub mod analysis;
 pub mod cluster;
 pub mod gitops;
 pub mod rollouts;
@@ -50,6 +51,11 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "reconcile",
         about: "Rollout reconcile time per Rollout and full resync of N Rollouts by a fresh controller",
         run: |args| Box::pin(rollouts::reconcile(args)),
+    },
+    Scenario {
+        name: "analysis",
+        about: "AnalysisRun measurements: lateness against their schedule (p50/p99), N runs in parallel",
+        run: |args| Box::pin(analysis::run(args)),
     },
     Scenario {
         name: "scale",
