@@ -160,6 +160,23 @@ async fn a_healthy_version_passes_and_a_bad_one_fails() -> TestResult {
         "{text}"
     );
     assert!(text.contains("analysis_run_reconcile_count{"), "{text}");
+    // The Analysis dashboard's values against thresholds: the number the condition compares
+    // against, and the measured rate of the bad version.
+    assert!(
+        text.contains(&format!(
+            "ramp_analysis_run_metric_threshold{{namespace=\"{ns}\",name=\"healthy\",metric=\"error-rate\",condition=\"success\"}} 0.01\n"
+        )),
+        "{text}"
+    );
+    let value_prefix = format!(
+        "ramp_analysis_run_metric_value{{namespace=\"{ns}\",name=\"bad\",metric=\"error-rate\"}} "
+    );
+    let exported: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(&value_prefix))
+        .ok_or_else(|| format!("no {value_prefix}in\n{text}"))?
+        .parse()?;
+    assert!((exported - rate).abs() < 1e-9, "{exported} vs {rate}");
     Ok(())
 }
 
