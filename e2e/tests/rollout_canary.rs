@@ -421,7 +421,9 @@ async fn a_restarted_controller_resumes_from_status() -> TestResult {
     assert_eq!(
         after.resource_version(),
         before.resource_version(),
-        "the new controller found nothing to change"
+        "the new controller found nothing to change; status before:\n{}\nafter:\n{}",
+        serde_json::to_string_pretty(&before.status)?,
+        serde_json::to_string_pretty(&after.status)?
     );
     assert_eq!(s.sizes("pay").await.len(), 2, "no ReplicaSet created twice");
 

@@ -132,7 +132,8 @@ pub fn watches(
     let (rollout_store, rollout_writer) = reflector::store::<Rollout>();
     // Readiness is tracked here: the store's own ready signal wakes a single waiter, and the
     // controller already waits on it.
-    let rollouts_listed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let rollouts_listed = gather::Listed::default();
+    let stores_listed: [gather::Listed; 4] = Default::default();
     let listed = rollouts_listed.clone();
     let rollouts = watcher(
         api::<Rollout>(client, namespace),
@@ -140,6 +141,7 @@ pub fn watches(
     )
     .default_backoff()
     .modify(gather::strip_metadata)
+    .reflect(rollout_writer)
     .inspect(move |event| match (event, &metrics) {
         (Ok(watcher::Event::Delete(rollout)), Some(metrics)) => {
             metrics.forget(
@@ -148,11 +150,10 @@ pub fn watches(
             );
         }
         (Ok(watcher::Event::InitDone), _) => {
-            listed.store(true, std::sync::atomic::Ordering::Relaxed);
+            listed.store(true, std::sync::atomic::Ordering::Release);
         }
         _ => {}
     })
-    .reflect(rollout_writer)
     .applied_objects()
     .boxed();
 
@@ -198,6 +199,7 @@ pub fn watches(
     .default_backoff()
     .modify(gather::strip_service)
     .reflect(service_writer)
+    .inspect(gather::mark_listed(stores_listed[0].clone()))
     .touched_objects()
     .boxed();
 
@@ -209,6 +211,7 @@ pub fn watches(
     .default_backoff()
     .modify(gather::strip_metadata)
     .reflect(template_writer)
+    .inspect(gather::mark_listed(stores_listed[1].clone()))
     .touched_objects()
     .boxed();
 
@@ -221,6 +224,7 @@ pub fn watches(
     .default_backoff()
     .modify(gather::strip_metadata)
     .reflect(cluster_template_writer)
+    .inspect(gather::mark_listed(stores_listed[2].clone()))
     .touched_objects()
     .boxed();
 
@@ -232,6 +236,7 @@ pub fn watches(
     .default_backoff()
     .modify(gather::strip_deployment)
     .reflect(deployment_writer)
+    .inspect(gather::mark_listed(stores_listed[3].clone()))
     .touched_objects()
     .boxed();
 
@@ -245,6 +250,7 @@ pub fn watches(
             templates: template_store,
             cluster_templates: cluster_template_store,
             deployments: deployment_store,
+            stores_listed,
         },
         rollouts,
         replica_sets,

@@ -170,28 +170,49 @@ pub fn controller_uid<K: Resource>(object: &K) -> Option<String> {
 pub struct Caches {
     pub rollouts: Store<Rollout>,
     /// Set once the first list of Rollouts is complete.
-    pub rollouts_listed: Arc<std::sync::atomic::AtomicBool>,
+    pub rollouts_listed: Listed,
     pub replica_sets: OwnedIndex<ReplicaSet>,
     pub analysis_runs: OwnedIndex<AnalysisRun>,
     pub services: Store<Service>,
     pub templates: Store<AnalysisTemplate>,
     pub cluster_templates: Store<ClusterAnalysisTemplate>,
     pub deployments: Store<Deployment>,
+    /// Set once the first lists of Services, templates and Deployments are in their stores.
+    pub stores_listed: [Listed; 4],
+}
+
+/// Whether a watch has completed its first list (its `InitDone` went through the store).
+///
+/// Not `Store::wait_until_ready`: that future sits on a oneshot receiver which keeps only
+/// the last waker registered, so of several reconciles waiting at once (every Rollout at
+/// start-up) all but one may never be woken, and their Rollouts are never reconciled.
+pub type Listed = Arc<std::sync::atomic::AtomicBool>;
+
+/// `inspect` callback marking `listed` when the watch's first list is complete.
+pub fn mark_listed<K>(listed: Listed) -> impl FnMut(&Result<watcher::Event<K>, watcher::Error>) {
+    move |event| {
+        if let Ok(watcher::Event::InitDone) = event {
+            listed.store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
 }
 
 impl Caches {
+    /// Whether every cache has completed its first list.
+    pub fn is_ready(&self) -> bool {
+        let listed = |flag: &Listed| flag.load(std::sync::atomic::Ordering::Acquire);
+        listed(&self.rollouts_listed)
+            && self.stores_listed.iter().all(listed)
+            && self.replica_sets.is_ready()
+            && self.analysis_runs.is_ready()
+    }
+
     /// Waits until every cache has completed its first list. A Rollout planned against a
     /// half-loaded cache would miss its ReplicaSets (and take its new one for an initial
-    /// deploy, promoting it at once), its Services or its templates. Immediate once ready.
+    /// deploy, promoting it at once), its Services or its templates. Immediate once ready;
+    /// any number of reconciles may wait at once.
     pub async fn wait_until_ready(&self) {
-        let _ = futures::join!(
-            self.rollouts.wait_until_ready(),
-            self.services.wait_until_ready(),
-            self.templates.wait_until_ready(),
-            self.cluster_templates.wait_until_ready(),
-            self.deployments.wait_until_ready(),
-        );
-        while !(self.replica_sets.is_ready() && self.analysis_runs.is_ready()) {
+        while !self.is_ready() {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
