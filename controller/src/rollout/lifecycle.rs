@@ -6,7 +6,7 @@
 //!   Observed ──▶ validate ──invalid──▶ InvalidSpec condition, look again in 20 s
 //!                   │valid
 //!                   ▼
-//!              Planner ──▶ canary::plan (or the blue-green planner) ──▶ Plan
+//!              Planner ──▶ canary::plan or bluegreen::plan ──▶ Plan
 //! ```
 
 use std::time::Duration;
@@ -20,7 +20,7 @@ use super::names::{MANAGED_BY_ANNOTATION, REVISION_ANNOTATION};
 use super::observe::Observed;
 use super::pause::PauseContext;
 use super::plan::{Plan, Planner};
-use super::{canary, replicasets, status, steps};
+use super::{bluegreen, canary, replicasets, status, steps};
 use crate::api::{CanaryStatus, RolloutCondition, RolloutStatus};
 use crate::validation::{FieldError, validate_rollout};
 
@@ -38,15 +38,11 @@ pub fn plan(observed: &Observed, now: Timestamp) -> Plan {
     if errors.is_empty() {
         errors = reference_errors(observed);
     }
-    let strategy = rollout.spec.strategy.as_ref();
-    if errors.is_empty() && strategy.is_some_and(|s| s.canary.is_none() && s.blue_green.is_some()) {
-        errors.push(FieldError {
-            path: "spec.strategy.blueGreen".into(),
-            message:
-                "the blue-green strategy is not available in this version of Ramp yet; use canary"
-                    .into(),
-        });
-    }
+    let blue_green = rollout
+        .spec
+        .strategy
+        .as_ref()
+        .is_some_and(|s| s.canary.is_none() && s.blue_green.is_some());
     let template = observed.template();
     if errors.is_empty() && template.is_none() {
         errors.push(FieldError {
@@ -95,7 +91,12 @@ pub fn plan(observed: &Observed, now: Timestamp) -> Plan {
             .unwrap_or_default(),
         plan: Plan::default(),
     };
-    if let Err(reason) = canary::plan(&mut planner) {
+    let planned = if blue_green {
+        bluegreen::plan(&mut planner)
+    } else {
+        canary::plan(&mut planner)
+    };
+    if let Err(reason) = planned {
         planner.plan.status = None;
         planner.warning("ReconcileError", reason.clone());
         planner.plan.error = Some(reason);
@@ -146,34 +147,43 @@ pub fn reference_errors(observed: &Observed) -> Vec<FieldError> {
     let rollout = observed.rollout.as_ref();
     let name = rollout.name_any();
     let mut errors = Vec::new();
+    let strategy = rollout.spec.strategy.as_ref();
+    let mut services = Vec::new();
     if let Some(canary) = steps::canary(rollout) {
-        let services = [
-            (
-                "spec.strategy.canary.stableService",
-                canary.stable_service.as_deref(),
-            ),
-            (
-                "spec.strategy.canary.canaryService",
-                canary.canary_service.as_deref(),
-            ),
-        ];
-        for (path, service) in services {
-            let Some(service) = service.filter(|s| !s.is_empty()) else {
-                continue;
-            };
-            match observed.services.get(service) {
-                None => errors.push(FieldError {
-                    path: path.into(),
-                    message: format!("Invalid value: {service:?}: service {service:?} not found"),
-                }),
-                Some(found) => {
-                    let manager = found.annotations().get(MANAGED_BY_ANNOTATION);
-                    if manager.is_some_and(|m| !m.is_empty() && *m != name) {
-                        errors.push(FieldError {
-                            path: path.into(),
-                            message: format!("Invalid value: {service:?}: Service {service:?} is managed by another Rollout"),
-                        });
-                    }
+        services.push((
+            "spec.strategy.canary.stableService",
+            canary.stable_service.as_deref(),
+        ));
+        services.push((
+            "spec.strategy.canary.canaryService",
+            canary.canary_service.as_deref(),
+        ));
+    } else if let Some(blue_green) = strategy.and_then(|s| s.blue_green.as_ref()) {
+        services.push((
+            "spec.strategy.blueGreen.activeService",
+            Some(blue_green.active_service.as_str()),
+        ));
+        services.push((
+            "spec.strategy.blueGreen.previewService",
+            blue_green.preview_service.as_deref(),
+        ));
+    }
+    for (path, service) in services {
+        let Some(service) = service.filter(|s| !s.is_empty()) else {
+            continue;
+        };
+        match observed.services.get(service) {
+            None => errors.push(FieldError {
+                path: path.into(),
+                message: format!("Invalid value: {service:?}: service {service:?} not found"),
+            }),
+            Some(found) => {
+                let manager = found.annotations().get(MANAGED_BY_ANNOTATION);
+                if manager.is_some_and(|m| !m.is_empty() && *m != name) {
+                    errors.push(FieldError {
+                        path: path.into(),
+                        message: format!("Invalid value: {service:?}: Service {service:?} is managed by another Rollout"),
+                    });
                 }
             }
         }

@@ -47,7 +47,7 @@ pub fn rollout_phase(spec: &RolloutSpec, status: &RolloutStatus) -> (RolloutPhas
     let stable = status.stable_rs.as_deref().unwrap_or("");
     let fully_promoted = stable == status.current_pod_hash.as_deref().unwrap_or("");
     let strategy = spec.strategy.as_ref();
-    if let Some(blue_green) = strategy.and_then(|s| s.blue_green.as_ref()) {
+    if strategy.is_some_and(|s| s.blue_green.is_some()) {
         let active = status
             .blue_green
             .as_ref()
@@ -60,21 +60,9 @@ pub fn rollout_phase(spec: &RolloutSpec, status: &RolloutStatus) -> (RolloutPhas
             );
         }
         if stable.is_empty() || !fully_promoted {
-            let post_promotion_pending = blue_green.post_promotion_analysis.is_some()
-                && !status
-                    .blue_green
-                    .as_ref()
-                    .and_then(|b| b.post_promotion_analysis_run_status.as_ref())
-                    .is_some_and(|run| run.status.completed());
-            if post_promotion_pending {
-                return (
-                    RolloutPhase::Progressing,
-                    "waiting for analysis to complete".into(),
-                );
-            }
             return (
                 RolloutPhase::Progressing,
-                "waiting for post-promotion verification to complete".into(),
+                "waiting for analysis to complete".into(),
             );
         }
     } else if let Some(canary) = strategy.and_then(|s| s.canary.as_ref()) {

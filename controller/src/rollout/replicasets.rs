@@ -516,6 +516,43 @@ pub fn time_to_deadline(rs: &ReplicaSet, now: Timestamp) -> Option<SignedDuratio
     (deadline > now).then(|| deadline.duration_since(now))
 }
 
+/// Whether the new ReplicaSet is an older one the Rollout went back to, at most
+/// `rollbackWindow.revisions` revisions behind the stable one (Argo's
+/// `isRollbackWithinWindow`): such a rollback skips steps, pauses and analysis.
+pub fn rollback_within_window(p: &Planner<'_>) -> bool {
+    let (Some(new), Some(stable)) = (p.sets.new.as_deref(), p.sets.stable.as_deref()) else {
+        return false;
+    };
+    let (Some(new_created), Some(stable_created)) = (new.created(), stable.created()) else {
+        return false;
+    };
+    if new_created >= stable_created {
+        return false;
+    }
+    let Some(revisions) = p
+        .rollout
+        .spec
+        .rollback_window
+        .as_ref()
+        .and_then(|w| w.revisions)
+        .filter(|r| *r > 0)
+    else {
+        return false;
+    };
+    let between = p
+        .sets
+        .all
+        .iter()
+        .filter(|rs| {
+            !rs.annotations()
+                .contains_key("experiment.argoproj.io/experiment-name")
+        })
+        .filter_map(|rs| rs.created())
+        .filter(|created| *created < stable_created && new_created < *created)
+        .count();
+    i32::try_from(between).unwrap_or(i32::MAX) < revisions
+}
+
 /// Deletes old, fully scaled-down ReplicaSets beyond `revisionHistoryLimit` (default 10),
 /// oldest first, with the AnalysisRuns of their revision.
 pub fn cleanup_history(p: &mut Planner<'_>) {
