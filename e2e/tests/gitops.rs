@@ -18,6 +18,7 @@ use ramp_e2e::fixtures::git::{GitDaemon, GitRepo, post_github_push};
 use ramp_e2e::fixtures::gitops::{
     GitopsRunner, application, conditions, install_crds, summary, wait_for,
 };
+use ramp_e2e::fixtures::rbac::ChartRelease;
 use ramp_e2e::fixtures::rollouts::{
     InProcessController, healthy, install_rollout_crds, phase, replica_sets, wait_rollout,
 };
@@ -38,13 +39,23 @@ struct Scenario {
 
 impl Scenario {
     async fn start() -> Result<Self, Box<dyn std::error::Error>> {
+        Scenario::start_managing(|_| Vec::new()).await
+    }
+
+    /// A scenario whose repository also holds the kinds `extra(namespace)` lists (chart
+    /// `gitops.managedResources` entries the reconciler's RBAC gets on top of the defaults).
+    async fn start_managing(
+        extra: impl FnOnce(&str) -> Vec<Value>,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
         let env = for_test().await?;
         install_crds(&env.client(), &[APPLICATION_CRD]).await?;
         let repo = GitRepo::new()?;
         repo.write("README.md", "manifests for the GitOps scenarios\n")?;
         repo.commit("init")?;
         let daemon = GitDaemon::serve(&repo)?;
-        let gitops = GitopsRunner::start(env.client(), env.namespace(), |_| {}).await?;
+        let release = ChartRelease::gitops_managing(&extra(env.namespace()))?;
+        let gitops =
+            GitopsRunner::start_as(env.client(), env.namespace(), &release, |_| {}).await?;
         Ok(Scenario {
             env,
             repo,
@@ -445,19 +456,23 @@ async fn waves_apply_in_order_each_after_the_previous_is_healthy() -> TestResult
     let deadline = Instant::now() + WAIT;
     let mut web_available_when_last_appeared = None;
     while seen.len() < 3 && Instant::now() < deadline {
-        for name in ["first", "last"] {
-            if !seen.contains(&name) && s.config_map(name).await.is_some() {
-                seen.push(name);
-                if name == "last" {
-                    let web = deployments.get_opt("web").await?;
-                    web_available_when_last_appeared = web
-                        .and_then(|d| d.status)
-                        .and_then(|st| st.available_replicas);
-                }
-            }
+        // Looked for in the reverse of the expected order, recorded in the expected order: an
+        // object present while one expected before it is still absent when looked for just
+        // after proves the order wrong (looking the other way round, "first" created between
+        // two lookups would pass for coming after "web").
+        let last = s.config_map("last").await.is_some();
+        let web = deployments.get_opt("web").await?;
+        let first = s.config_map("first").await.is_some();
+        if last && !seen.contains(&"last") {
+            web_available_when_last_appeared = web
+                .as_ref()
+                .and_then(|d| d.status.as_ref())
+                .and_then(|st| st.available_replicas);
         }
-        if !seen.contains(&"web") && deployments.get_opt("web").await?.is_some() {
-            seen.push("web");
+        for (name, present) in [("first", first), ("web", web.is_some()), ("last", last)] {
+            if present && !seen.contains(&name) {
+                seen.push(name);
+            }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -580,7 +595,14 @@ async fn an_image_commit_starts_the_canary() -> TestResult {
 
 #[tokio::test]
 async fn app_of_apps_bootstraps_its_children_and_a_crd_with_its_objects() -> TestResult {
-    let s = Scenario::start().await?;
+    // The platform app ships a CRD and one of its objects: kinds a chart user adds.
+    let s = Scenario::start_managing(|ns| {
+        vec![
+            json!({"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"]}),
+            json!({"apiGroups": [format!("{ns}.e2e.ramp.dev")], "resources": ["widgets"]}),
+        ]
+    })
+    .await?;
     let group = format!("{}.e2e.ramp.dev", s.ns());
     let child = |name: &str, path: &str, wave: &str| {
         format!(

@@ -60,6 +60,7 @@ pub async fn for_test() -> Result<TestEnv, ClusterError> {
     let config = kubeconfig::config_from_file(&kubeconfig).await?;
     let client = kubeconfig::client_for(config)?;
     let namespace = create_test_namespace(&client).await?;
+    crate::fixtures::rbac::register_namespace(&namespace, &kubeconfig);
     let scratch = tempfile::Builder::new()
         .prefix("ramp-e2e-test-")
         .tempdir()
@@ -467,6 +468,7 @@ impl Drop for TestEnv {
         // short-lived thread with its own runtime asks for the deletion without waiting for it.
         let kubeconfig = self.kubeconfig.clone();
         let namespace = std::mem::take(&mut self.namespace);
+        crate::fixtures::rbac::forget_namespace(&namespace);
         let deletion = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
