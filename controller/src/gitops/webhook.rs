@@ -10,6 +10,7 @@ use std::fmt;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
@@ -229,6 +230,7 @@ fn push_event(
 struct WebhookState {
     events: PushEvents,
     secret: Option<String>,
+    max_payload_bytes: usize,
 }
 
 /// The webhook route, for the controller's HTTP server.
@@ -236,14 +238,34 @@ pub fn router(events: PushEvents, secret: Option<String>, max_payload_bytes: usi
     Router::new()
         .route("/api/webhook", post(handle))
         .layer(DefaultBodyLimit::max(max_payload_bytes))
-        .with_state(WebhookState { events, secret })
+        .with_state(WebhookState {
+            events,
+            secret,
+            max_payload_bytes,
+        })
 }
 
 async fn handle(
     State(state): State<WebhookState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> (StatusCode, String) {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let status = rejection.status();
+            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                format!(
+                    "payload larger than {} bytes refused: push events are small; is this a push webhook?\n",
+                    state.max_payload_bytes
+                )
+            } else {
+                format!("unreadable request body: {rejection}\n")
+            };
+            tracing::warn!(%status, "webhook request refused: {}", message.trim_end());
+            return (status, message);
+        }
+    };
     if let Err(error) = verify(state.secret.as_deref(), &headers, &body) {
         tracing::warn!(%error, "webhook request refused");
         return (StatusCode::UNAUTHORIZED, error.to_string());
@@ -368,11 +390,70 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn the_route_publishes_pushes_and_caps_payloads() {
+    #[test]
+    fn malformed_signatures_are_refused() {
+        let body = github_push();
+        let good = sign("s3cret", &body);
+        let unprefixed = good.trim_start_matches("sha256=").to_string();
+        let truncated = good[..good.len() - 2].to_string();
+        let odd = good[..good.len() - 1].to_string();
+        let not_hex = format!("sha256={}", "zz".repeat(32));
+        let sha1 = good.replace("sha256=", "sha1=");
+        for signature in [
+            &unprefixed,
+            &truncated,
+            &odd,
+            &not_hex,
+            &sha1,
+            &String::new(),
+        ] {
+            assert_eq!(
+                verify(
+                    Some("s3cret"),
+                    &headers(&[("x-hub-signature-256", signature)]),
+                    &body
+                ),
+                Err(WebhookError::Unauthorized),
+                "{signature:?}"
+            );
+        }
+        // A signature of another body (a replayed header) does not verify this one.
+        let mut tampered = body.clone();
+        tampered.extend_from_slice(b" ");
+        assert_eq!(
+            verify(
+                Some("s3cret"),
+                &headers(&[("x-hub-signature-256", &good)]),
+                &tampered
+            ),
+            Err(WebhookError::Unauthorized)
+        );
+        // A wrong GitHub signature is not rescued by a right GitLab token.
+        assert_eq!(
+            verify(
+                Some("s3cret"),
+                &headers(&[
+                    ("x-hub-signature-256", &sign("other", &body)),
+                    ("x-gitlab-token", "s3cret")
+                ]),
+                &body
+            ),
+            Err(WebhookError::Unauthorized)
+        );
+    }
+
+    /// A webhook on a loopback port: its URL, what it publishes, and the server task.
+    async fn serve(
+        secret: Option<&str>,
+        max_payload_bytes: usize,
+    ) -> (
+        String,
+        broadcast::Receiver<PushEvent>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    ) {
         let events = PushEvents::default();
-        let mut received = events.subscribe();
-        let app = router(events, Some("s3cret".into()), 4096);
+        let received = events.subscribe();
+        let app = router(events, secret.map(str::to_string), max_payload_bytes);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -380,8 +461,24 @@ mod tests {
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
         // Tests build HTTP clients themselves, so they install the crypto provider too.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        (format!("http://{address}/api/webhook"), received, server)
+    }
+
+    /// Nothing was published (the refused request refreshed nothing).
+    fn nothing_published(received: &mut broadcast::Receiver<PushEvent>) {
+        assert!(
+            matches!(
+                received.try_recv(),
+                Err(broadcast::error::TryRecvError::Empty)
+            ),
+            "a refused request published a push"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_route_publishes_pushes_and_caps_payloads() {
+        let (url, mut received, server) = serve(Some("s3cret"), 4096).await;
         let client = reqwest::Client::new();
-        let url = format!("http://{address}/api/webhook");
         let body = github_push();
         let response = client
             .post(&url)
@@ -401,6 +498,7 @@ mod tests {
             .await
             .expect("request");
         assert_eq!(unsigned.status(), 401);
+        nothing_published(&mut received);
         let huge = client
             .post(&url)
             .body(vec![b' '; 10_000])
@@ -408,6 +506,107 @@ mod tests {
             .await
             .expect("request");
         assert_eq!(huge.status(), 413);
+        nothing_published(&mut received);
         server.abort();
+    }
+
+    #[tokio::test]
+    async fn refused_requests_refresh_nothing_and_say_why() {
+        let (url, mut received, server) = serve(Some("s3cret"), 4096).await;
+        let client = reqwest::Client::new();
+        let body = github_push();
+
+        // GitHub: a signature made with another secret, and none at all.
+        for signature in [Some(sign("wrong", &body)), None] {
+            let mut request = client.post(&url).header("x-github-event", "push");
+            if let Some(signature) = &signature {
+                request = request.header("x-hub-signature-256", signature);
+            }
+            let response = request.body(body.clone()).send().await.expect("request");
+            assert_eq!(response.status(), 401, "{signature:?}");
+            let text = response.text().await.expect("body");
+            assert!(text.contains("X-Hub-Signature-256"), "{text}");
+            nothing_published(&mut received);
+        }
+
+        // GitLab: a wrong token.
+        let gitlab = serde_json::to_vec(&json!({
+            "ref": "refs/heads/main",
+            "project": {"web_url": "https://gitlab.com/group/apps"}
+        }))
+        .expect("json");
+        let response = client
+            .post(&url)
+            .header("x-gitlab-event", "Push Hook")
+            .header("x-gitlab-token", "s3cret-not")
+            .body(gitlab.clone())
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 401);
+        nothing_published(&mut received);
+        let response = client
+            .post(&url)
+            .header("x-gitlab-event", "Push Hook")
+            .header("x-gitlab-token", "s3cret")
+            .body(gitlab)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 200);
+        assert_eq!(received.recv().await.expect("event").revision, "main");
+
+        // Oversize: refused before the signature is even looked at, correctly signed or not,
+        // with or without a Content-Length.
+        let mut oversize = github_push();
+        oversize.extend(std::iter::repeat_n(b' ', 8192));
+        let response = client
+            .post(&url)
+            .header("x-github-event", "push")
+            .header("x-hub-signature-256", sign("s3cret", &oversize))
+            .body(oversize.clone())
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 413);
+        let text = response.text().await.expect("body");
+        assert!(text.contains("larger than 4096 bytes"), "{text}");
+        nothing_published(&mut received);
+        let status = chunked_post(&url, &oversize, &sign("s3cret", &oversize)).await;
+        assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+        nothing_published(&mut received);
+        server.abort();
+    }
+
+    /// POSTs `body` signed with `signature` in 1 KiB chunks (no Content-Length); returns the
+    /// response's status line.
+    async fn chunked_post(url: &str, body: &[u8], signature: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let address = url
+            .trim_start_matches("http://")
+            .trim_end_matches("/api/webhook");
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        let head = format!(
+            "POST /api/webhook HTTP/1.1\r\nhost: {address}\r\nx-github-event: push\r\n\
+             x-hub-signature-256: {signature}\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.expect("write");
+        for chunk in body.chunks(1024) {
+            let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), chunk, b"\r\n"].concat();
+            // The server may answer and close before the whole body is sent.
+            if stream.write_all(&framed).await.is_err() {
+                break;
+            }
+        }
+        let _ = stream.write_all(b"0\r\n\r\n").await;
+        let mut answer = vec![0u8; 512];
+        let read = stream.read(&mut answer).await.expect("read");
+        String::from_utf8_lossy(&answer[..read])
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
     }
 }
