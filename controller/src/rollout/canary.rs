@@ -472,7 +472,24 @@ fn reconcile_replica_sets(p: &mut Planner<'_>) -> bool {
         && let Some(stable) = p.sets.stable.clone()
     {
         let weights = p.status().canary.as_ref().and_then(|c| c.weights.as_ref());
-        let (_, desired) = desired_counts(p, p.sets.new.as_deref(), weights);
+        let (_, mut desired) = desired_counts(p, p.sets.new.as_deref(), weights);
+        // At weight 100 Argo's math leaves the stable no pods while the stable Service still
+        // selects it (it moves once the canary is promoted, a pass later): keep one pod
+        // behind it so that Service never points at nothing. The stable becomes an old
+        // ReplicaSet and is scaled down after the Service moved. The extra pod needs room to
+        // surge, or the canary could never become whole.
+        let selected_by_stable_service = strategy(p)
+            .stable_service
+            .as_deref()
+            .and_then(|service| services::selected(p, service))
+            .is_some_and(|hash| hash == stable.pod_hash());
+        if desired == 0
+            && selected_by_stable_service
+            && stable.available() > 0
+            && limits(p).max_surge > 0
+        {
+            desired = 1;
+        }
         if replicasets::scale(p, &stable, desired, keep_deadline) {
             return true;
         }

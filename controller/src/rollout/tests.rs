@@ -908,3 +908,81 @@ fn a_promoted_canary_becomes_stable() {
             "Rollout completed update to revision 2 ({new}): Completed all 1 canary steps"
         )));
 }
+
+#[test]
+fn the_stable_keeps_a_pod_while_its_service_still_selects_it() {
+    let old = hash("web:1");
+    let new = hash("web:2");
+    let r = rollout()
+        .replicas(4)
+        .surge(1, 0)
+        .services("web-stable", "web-canary")
+        .steps([weight(75)])
+        .revision("2")
+        .image("web:2")
+        .status(&old, &new, Some(1))
+        .build();
+    // All steps done, the canary whole: Argo's math would scale the stable to 0 now, while
+    // web-stable still selects it (it moves once the canary is promoted).
+    let sets = vec![
+        sized_for(replica_set("web:1", 1, 1, 1, 0), 4),
+        sized_for(replica_set("web:2", 2, 4, 4, 10), 4),
+    ];
+    let mut world = observed(r.clone(), sets.clone());
+    world
+        .services
+        .insert("web-stable".into(), service("web-stable", Some(&old), true));
+    world
+        .services
+        .insert("web-canary".into(), service("web-canary", Some(&new), true));
+    let plan = super::plan(&world, at(0));
+    assert_ne!(
+        sizes(&plan).get(&replica_set_name("web", &old)),
+        Some(&0),
+        "the stable Service would select no pods"
+    );
+    assert_eq!(status(&plan).stable_rs.as_deref(), Some(new.as_str()));
+
+    // Promoted: the Service moves to the new stable and the old one is scaled down after.
+    let promoted = rollout()
+        .replicas(4)
+        .surge(1, 0)
+        .services("web-stable", "web-canary")
+        .steps([weight(75)])
+        .revision("2")
+        .image("web:2")
+        .status(&new, &new, Some(1))
+        .build();
+    let mut world = observed(promoted, sets);
+    world
+        .services
+        .insert("web-stable".into(), service("web-stable", Some(&old), true));
+    world
+        .services
+        .insert("web-canary".into(), service("web-canary", Some(&new), true));
+    let plan = super::plan(&world, at(1));
+    assert!(
+        plan.services
+            .iter()
+            .any(|s| s.service == "web-stable" && s.to == new),
+        "{:?}",
+        plan.services
+    );
+    assert_eq!(sizes(&plan).get(&replica_set_name("web", &old)), Some(&0));
+
+    // Without Services, Argo's math is unchanged.
+    let plain = rollout()
+        .replicas(4)
+        .surge(1, 0)
+        .steps([weight(75)])
+        .revision("2")
+        .image("web:2")
+        .status(&old, &new, Some(1))
+        .build();
+    let sets = vec![
+        sized_for(replica_set("web:1", 1, 1, 1, 0), 4),
+        sized_for(replica_set("web:2", 2, 4, 4, 10), 4),
+    ];
+    let plan = super::plan(&observed(plain, sets), at(0));
+    assert_eq!(sizes(&plan).get(&replica_set_name("web", &old)), Some(&0));
+}
