@@ -17,6 +17,7 @@ use std::time::Instant;
 use futures::future::try_join_all;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, EvictParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
@@ -27,10 +28,10 @@ use super::names::{
 };
 use super::observe::Observed;
 use super::plan::{AnalysisRunChange, Plan, ReplicaSetUpdate, TrafficPlan};
-use super::status::merge_patch;
+use super::status::{invalid_spec, merge_patch};
 use super::template::replica_set_runs;
 use crate::api::{AnalysisRun, Rollout, RolloutStatus};
-use crate::traffic::{DesiredWeights, RouterContext, TrafficError, routers_for};
+use crate::traffic::{DesiredWeights, Problem, RouterContext, TrafficError, routers_for};
 
 /// What applying did, for the controller's requeue decision and metrics.
 #[derive(Debug, Default)]
@@ -70,11 +71,18 @@ impl ApplyError {
     /// Whether the API server refused a write because the object changed since it was read
     /// (409 Conflict): not a failure, the next pass plans from the newer object.
     pub fn is_conflict(&self) -> bool {
-        matches!(
-            self,
-            ApplyError::Api { source: kube::Error::Api(status), .. }
-                if status.code == 409 && status.reason == "Conflict"
-        )
+        match self {
+            ApplyError::Api {
+                source: kube::Error::Api(status),
+                ..
+            } => status.code == 409 && status.reason == "Conflict",
+            // A user edited a router object between our read and our write.
+            ApplyError::Traffic(TrafficError {
+                problem: Problem::Api(kube::Error::Api(status)),
+                ..
+            }) => status.code == 409 && status.reason == "Conflict",
+            _ => false,
+        }
     }
 
     /// Short category for metrics labels and Event reasons.
@@ -151,7 +159,13 @@ pub async fn apply(
     });
     applied.writes += try_join_all(switches).await?.len();
     if let Some(traffic) = &plan.traffic {
-        let verified = apply_traffic(client, rollout, &namespace, traffic).await?;
+        let verified = match apply_traffic(client, rollout, &namespace, traffic).await {
+            Ok(verified) => verified,
+            Err(error) => {
+                record_router_problem(client, rollout, &error).await?;
+                return Err(error);
+            }
+        };
         if let Some(verified) = verified
             && let Some(weights) = plan
                 .status
@@ -366,6 +380,34 @@ async fn apply_traffic(
         }
     }
     Ok(verified)
+}
+
+/// A router object that is missing or unusable makes the Rollout `InvalidSpec` (phase
+/// Degraded, the message naming the object) until it is fixed; nothing else is written.
+async fn record_router_problem(
+    client: &Client,
+    rollout: &Rollout,
+    error: &ApplyError,
+) -> Result<(), ApplyError> {
+    let ApplyError::Traffic(traffic) = error else {
+        return Ok(());
+    };
+    if matches!(traffic.problem, Problem::Api(_)) {
+        return Ok(());
+    }
+    let previous = rollout.status.clone().unwrap_or_default();
+    let status = invalid_spec(
+        &previous,
+        &rollout.name_any(),
+        rollout.metadata.generation.unwrap_or(0),
+        &traffic.to_string(),
+        &rollout.spec,
+        Timestamp::now(),
+    );
+    if let Some(changes) = merge_patch(&previous, &status) {
+        patch_status(client, rollout, rollout, &json!({"status": changes})).await?;
+    }
+    Ok(())
 }
 
 /// The merge patch of a ReplicaSet update.

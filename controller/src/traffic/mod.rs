@@ -22,9 +22,16 @@
 //! Adding a router: a module here implementing [`TrafficRouter`], and one arm in
 //! [`routers_for`] recognising its configuration.
 
+pub mod gatewayapi;
+pub mod istio;
+pub mod nginx;
+pub mod objects;
+pub mod smi;
+
 use std::fmt;
 
 use futures::future::BoxFuture;
+use objects::RolloutIdentity;
 
 use crate::api::{
     Rollout, RolloutTrafficRouting, SetHeaderRoute, SetMirrorRoute, WeightDestination,
@@ -102,25 +109,95 @@ pub struct RouterContext {
 /// list means no router: the weight is carried by replica counts.
 pub fn routers_for(
     rollout: &Rollout,
-    _context: &RouterContext,
+    context: &RouterContext,
 ) -> Result<Vec<Box<dyn TrafficRouter>>, TrafficError> {
-    let Some(routing) = rollout
+    let Some(canary) = rollout
         .spec
         .strategy
         .as_ref()
         .and_then(|s| s.canary.as_ref())
-        .and_then(|c| c.traffic_routing.as_ref())
     else {
         return Ok(Vec::new());
     };
-    match configured_router(routing) {
-        None => Ok(Vec::new()),
-        Some(kind) => Err(TrafficError {
+    let Some(routing) = canary.traffic_routing.as_ref() else {
+        return Ok(Vec::new());
+    };
+    let identity = RolloutIdentity {
+        name: rollout.metadata.name.clone().unwrap_or_default(),
+        namespace: context.namespace.clone(),
+        uid: rollout.metadata.uid.clone().unwrap_or_default(),
+    };
+    let services = gatewayapi::Services {
+        stable: canary.stable_service.clone().unwrap_or_default(),
+        canary: canary.canary_service.clone().unwrap_or_default(),
+    };
+    let managed_routes: Vec<String> = routing
+        .managed_routes
+        .iter()
+        .flatten()
+        .map(|r| r.name.clone())
+        .collect();
+    let mut routers: Vec<Box<dyn TrafficRouter>> = Vec::new();
+    if let Some(config) = routing
+        .plugins
+        .as_ref()
+        .and_then(|p| p.get(gatewayapi::PLUGIN))
+    {
+        routers.push(Box::new(gatewayapi::GatewayApiRouter::new(
+            config,
+            context,
+            &identity,
+            services.clone(),
+            managed_routes.clone(),
+        )?));
+    }
+    if let Some(nginx) = &routing.nginx {
+        routers.push(Box::new(nginx::NginxRouter::new(
+            nginx,
+            context,
+            &identity,
+            services.clone(),
+            routing.max_traffic_weight,
+        )?));
+    }
+    if let Some(smi) = &routing.smi {
+        routers.push(Box::new(smi::SmiRouter::new(
+            smi,
+            context,
+            &identity,
+            services.clone(),
+        )?));
+    }
+    if let Some(istio) = &routing.istio {
+        routers.push(Box::new(istio::IstioRouter::new(
+            istio,
+            context,
+            &identity,
+            services.clone(),
+            managed_routes.clone(),
+        )?));
+    }
+    let unsupported = RolloutTrafficRouting {
+        plugins: routing.plugins.as_ref().map(|plugins| {
+            plugins
+                .iter()
+                .filter(|(name, _)| name.as_str() != gatewayapi::PLUGIN)
+                .map(|(name, config)| (name.clone(), config.clone()))
+                .collect()
+        }),
+        nginx: None,
+        smi: None,
+        istio: None,
+        ..routing.clone()
+    };
+    if let Some(kind) = configured_router(&unsupported) {
+        return Err(TrafficError {
             router: kind,
             object: String::new(),
             problem: Problem::Unsupported,
-        }),
+        });
     }
+    Ok(routers)
 }
 
 /// The first router named in a `trafficRouting` block.
