@@ -58,6 +58,7 @@ pub mod faults;
 pub mod fixtures;
 pub mod kubelet;
 pub mod playground;
+pub mod reliability;
 
 /// Installs rustls' ring crypto provider for this process. kube and reqwest both need one and
 /// panic when none or two are installed; calling this first thing (in `main`, or at the top of a
