@@ -11,6 +11,7 @@
 
 pub mod analysis;
 pub mod cluster;
+pub mod crash;
 pub mod gitops;
 pub mod rollouts;
 pub mod scale;
@@ -56,6 +57,11 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "analysis",
         about: "AnalysisRun measurements: lateness against their schedule (p50/p99), N runs in parallel",
         run: |args| Box::pin(analysis::run(args)),
+    },
+    Scenario {
+        name: "crash",
+        about: "crash-restart: SIGKILL the controller at random moments of N canary rollouts; trials and invariant breaks",
+        run: |args| Box::pin(crash::run(args)),
     },
     Scenario {
         name: "scale",
