@@ -242,6 +242,7 @@ pub struct RouteMatch {
 #[serde(rename_all = "camelCase")]
 pub struct PluginStep {
     pub name: String,
+    #[serde(default)]
     #[schemars(schema_with = "preserve_unknown_object")]
     pub config: Option<serde_json::Value>,
 }

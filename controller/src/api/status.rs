@@ -193,6 +193,7 @@ pub struct StepPluginStatus {
     pub backoff: Option<String>,
     pub executions: Option<i32>,
     pub disabled: Option<bool>,
+    #[serde(default)]
     #[schemars(schema_with = "preserve_unknown_object")]
     pub status: Option<serde_json::Value>,
 }

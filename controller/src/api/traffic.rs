@@ -22,6 +22,7 @@ pub struct RolloutTrafficRouting {
     pub traefik: Option<TraefikTrafficRouting>,
     pub apisix: Option<ApisixTrafficRouting>,
     /// Router plugins by name, e.g. `argoproj-labs/gatewayAPI` with `httpRoute`.
+    #[serde(default)]
     #[schemars(schema_with = "preserve_unknown_object")]
     pub plugins: Option<BTreeMap<String, serde_json::Value>>,
     /// Routes Ramp may add (header and mirror routes), in precedence order.
