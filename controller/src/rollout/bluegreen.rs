@@ -14,6 +14,7 @@
 //!         abortScaleDownDelaySeconds
 //!  BlueGreenPause · active Service: to the new ReplicaSet when promoted, back to stable
 //!         on abort, and only ever onto a fully available ReplicaSet
+//!  activeMetadata / previewMetadata on the ReplicaSets' pod templates
 //!  promotion (stableRS) · status
 //! ```
 //!
@@ -36,7 +37,7 @@ use super::names::{ROLLOUT_TYPE_POST_PROMOTION, ROLLOUT_TYPE_PRE_PROMOTION};
 use super::observe::{ReplicaSetExt, ServiceExt};
 use super::pause::{BLUE_GREEN_PAUSE, INCONCLUSIVE_ANALYSIS, pause_condition};
 use super::plan::Planner;
-use super::{lifecycle, replicasets, restart, selector, services, status};
+use super::{ephemeral, lifecycle, replicasets, restart, selector, services, status};
 use crate::api::{BlueGreenStatus, BlueGreenStrategy, RolloutStatus};
 
 /// `scaleDownDelaySeconds` and `abortScaleDownDelaySeconds` when not set.
@@ -64,6 +65,12 @@ pub fn plan(p: &mut Planner<'_>) -> Result<(), String> {
     reconcile_replica_sets(p);
     reconcile_pause(p);
     reconcile_active_service(p);
+    let strategy = strategy(p);
+    ephemeral::reconcile(
+        p,
+        strategy.preview_metadata.as_ref(),
+        strategy.active_metadata.as_ref(),
+    );
     sync_status(p);
     Ok(())
 }

@@ -23,6 +23,7 @@ pub mod bluegreen;
 pub mod canary;
 pub mod conditions;
 pub mod controller;
+pub mod ephemeral;
 pub mod events;
 pub mod gather;
 pub mod hash;

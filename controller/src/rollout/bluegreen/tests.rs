@@ -923,3 +923,88 @@ fn a_missing_active_service_is_an_invalid_spec() {
     );
     assert!(plan.create_replica_set.is_none());
 }
+
+#[test]
+fn active_and_preview_metadata_follow_the_roles() {
+    let (v1, v2) = (hash("web:1"), hash("web:2"));
+    let labelled = |rs: Arc<ReplicaSet>, role: &str| {
+        let mut rs = (*rs).clone();
+        let template = rs.spec.as_mut().unwrap().template.as_mut().unwrap();
+        template
+            .metadata
+            .as_mut()
+            .unwrap()
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert("role".into(), role.into());
+        rs.metadata.annotations.as_mut().unwrap().insert(
+            EPHEMERAL_METADATA_ANNOTATION.into(),
+            format!(r#"{{"labels":{{"role":"{role}"}}}}"#),
+        );
+        Arc::new(rs)
+    };
+    let roles = |b: &mut BlueGreenStrategy| {
+        b.active_metadata = Some(crate::api::ObjectLabels {
+            labels: Some(BTreeMap::from([("role".into(), "active".into())])),
+            annotations: None,
+        });
+        b.preview_metadata = Some(crate::api::ObjectLabels {
+            labels: Some(BTreeMap::from([("role".into(), "preview".into())])),
+            annotations: None,
+        });
+    };
+    let sets = vec![
+        labelled(replica_set("web:1", 1, 3, 3, 0), "active"),
+        labelled(replica_set("web:2", 2, 3, 3, 10), "preview"),
+    ];
+    // While previewed, nothing changes.
+    let r = rollout()
+        .image("web:2")
+        .revision("2")
+        .blue_green(|b| {
+            roles(b);
+            b.auto_promotion_enabled = Some(false);
+        })
+        .status(&v1, &v2, &v1, &v2)
+        .with_status(|s| {
+            s.controller_pause = Some(true);
+            s.pause_conditions = Some(vec![PauseCondition {
+                reason: BLUE_GREEN_PAUSE.into(),
+                start_time: Time(at(0)),
+            }]);
+        })
+        .build();
+    let plan = super::super::plan(&observed(r, sets.clone(), Some(&v1), Some(&v2)), at(1));
+    assert!(
+        plan.replica_set_updates
+            .iter()
+            .all(|u| u.template_labels.is_none()),
+        "{:?}",
+        plan.replica_set_updates
+    );
+
+    // Promoted and stable: the new ReplicaSet's pods are labelled active, the old one's lose
+    // their role.
+    let r = rollout()
+        .image("web:2")
+        .revision("2")
+        .blue_green(roles)
+        .status(&v2, &v2, &v2, &v2)
+        .build();
+    let plan = super::super::plan(&observed(r, sets, Some(&v2), Some(&v2)), at(2));
+    let update = |rs: &str| {
+        plan.replica_set_updates
+            .iter()
+            .find(|u| u.name == rs)
+            .and_then(|u| u.template_labels.clone())
+    };
+    assert_eq!(
+        update(&name("web:2")),
+        Some(BTreeMap::from([("role".into(), Some("active".into()))]))
+    );
+    assert_eq!(
+        update(&name("web:1")),
+        Some(BTreeMap::from([("role".into(), None)]))
+    );
+}
