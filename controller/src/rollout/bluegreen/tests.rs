@@ -1008,3 +1008,82 @@ fn active_and_preview_metadata_follow_the_roles() {
         Some(BTreeMap::from([("role".into(), None)]))
     );
 }
+
+#[test]
+fn a_scaling_event_resizes_the_active_and_preview_replica_sets_only() {
+    let (v1, v2) = (hash("web:1"), hash("web:2"));
+    let r = rollout()
+        .image("web:2")
+        .revision("2")
+        .blue_green(|b| b.auto_promotion_enabled = Some(false))
+        .status(&v1, &v2, &v1, &v2)
+        .build();
+    let mut r = r;
+    r.spec.replicas = Some(5);
+    let sets = vec![
+        replica_set("web:1", 1, 3, 3, 0),
+        replica_set("web:2", 2, 3, 3, 10),
+    ];
+    let plan = super::super::plan(&observed(r, sets, Some(&v1), Some(&v2)), at(0));
+    assert_eq!(
+        sizes(&plan),
+        BTreeMap::from([(name("web:1"), 5), (name("web:2"), 5)])
+    );
+    assert!(plan.services.is_empty());
+    assert_eq!(
+        status(&plan).hpa_replicas,
+        Some(3),
+        "counted on the active ReplicaSet"
+    );
+}
+
+#[test]
+fn anti_affinity_keeps_the_preview_off_the_active_nodes() {
+    let v1 = hash("web:1");
+    let r = rollout()
+        .image("web:2")
+        .blue_green(|b| {
+            b.anti_affinity = Some(crate::api::AntiAffinity {
+                required_during_scheduling_ignored_during_execution: Some(Default::default()),
+                preferred_during_scheduling_ignored_during_execution: None,
+            })
+        })
+        .status(&v1, &v1, &v1, &v1)
+        .build();
+    let plan = super::super::plan(
+        &observed(
+            r,
+            vec![replica_set("web:1", 1, 3, 3, 0)],
+            Some(&v1),
+            Some(&v1),
+        ),
+        at(0),
+    );
+    let created = plan
+        .create_replica_set
+        .as_ref()
+        .expect("the preview ReplicaSet");
+    let affinity = created
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.as_ref())
+        .and_then(|t| t.spec.as_ref())
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.pod_anti_affinity.as_ref())
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .expect("an injected anti-affinity term");
+    let term = &affinity[0];
+    assert_eq!(term.topology_key, "kubernetes.io/hostname");
+    let requirement = &term
+        .label_selector
+        .as_ref()
+        .unwrap()
+        .match_expressions
+        .as_ref()
+        .unwrap()[0];
+    assert_eq!(requirement.key, POD_TEMPLATE_HASH_LABEL);
+    assert_eq!(requirement.values, Some(vec![v1]));
+}
