@@ -20,7 +20,8 @@ pub enum Profile {
     Release,
 }
 
-/// Builds `ramp-controller` (a no-op when it is fresh) and returns the binary's path.
+/// Builds `ramp-controller` (a no-op when it is fresh) and returns the path of a private link
+/// to the binary.
 pub fn controller_binary(profile: Profile) -> Result<PathBuf, String> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -58,7 +59,18 @@ pub fn controller_binary(profile: Profile) -> Result<PathBuf, String> {
         Profile::Debug => "debug",
         Profile::Release => "release",
     };
-    Ok(target.join(dir).join("ramp-controller"))
+    // A link of this process's own: another build in the same target directory replaces
+    // the file (a new inode), never the binary the trials restart.
+    let built = target.join(dir).join("ramp-controller");
+    let private_dir = target.join("reliability");
+    std::fs::create_dir_all(&private_dir)
+        .map_err(|e| format!("creating {}: {e}", private_dir.display()))?;
+    let private = private_dir.join(format!("ramp-controller-{dir}-{}", std::process::id()));
+    let _ = std::fs::remove_file(&private);
+    std::fs::hard_link(&built, &private)
+        .or_else(|_| std::fs::copy(&built, &private).map(|_| ()))
+        .map_err(|e| format!("linking {} to {}: {e}", built.display(), private.display()))?;
+    Ok(private)
 }
 
 fn free_port() -> Result<u16, String> {
