@@ -54,7 +54,7 @@ pub fn current_set_weight(rollout: &Rollout, aborted: bool) -> i32 {
     }
     let (step, index) = current(rollout);
     if step.is_none() {
-        return 100;
+        return max_traffic_weight(rollout);
     }
     let index = index.unwrap_or(0);
     steps(rollout)[..=index]
@@ -82,6 +82,14 @@ pub fn set_canary_scale(rollout: &Rollout, aborted: bool) -> Option<&SetCanarySc
     (scale.match_traffic_weight != Some(true)).then_some(scale)
 }
 
+/// The weight that means "all traffic": `trafficRouting.maxTrafficWeight`, default 100.
+pub fn max_traffic_weight(rollout: &Rollout) -> i32 {
+    canary(rollout)
+        .and_then(|c| c.traffic_routing.as_ref())
+        .and_then(|r| r.max_traffic_weight)
+        .unwrap_or(100)
+}
+
 /// An explicit canary size or the canary weight (Argo's `GetCanaryReplicasOrWeight`).
 pub fn canary_replicas_or_weight(rollout: &Rollout, aborted: bool) -> (Option<i32>, i32) {
     let status = rollout.status.as_ref();
@@ -90,7 +98,7 @@ pub fn canary_replicas_or_weight(rollout: &Rollout, aborted: bool) -> (Option<i3
         .and_then(|s| s.current_pod_hash.as_deref())
         .unwrap_or("");
     if status.and_then(|s| s.promote_full) == Some(true) || stable.is_empty() || current == stable {
-        return (None, 100);
+        return (None, max_traffic_weight(rollout));
     }
     if let Some(scale) = set_canary_scale(rollout, aborted) {
         if let Some(replicas) = scale.replicas {
