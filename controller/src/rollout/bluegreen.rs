@@ -377,11 +377,15 @@ fn reconcile_analysis(p: &mut Planner<'_>, runs: &Runs) -> Result<(), String> {
         || new_has_deadline
         || p.stable_rs_hash().is_empty()
     {
-        record_runs(
-            p,
-            runs.pre_promotion.as_deref(),
-            runs.post_promotion.as_deref(),
-        );
+        // Outside an abort (a retry whose preview was scaled down, a rollback, a full
+        // promotion) a failed run is forgotten, so that the next update of this revision
+        // starts a fresh one rather than aborting again on the old verdict.
+        let aborted = p.is_aborted();
+        let keep = |run: &Option<Arc<AnalysisRun>>| {
+            run.clone().filter(|run| aborted || !unsuccessful(run))
+        };
+        let (pre, post) = (keep(&runs.pre_promotion), keep(&runs.post_promotion));
+        record_runs(p, pre.as_deref(), post.as_deref());
         let all: Vec<&Arc<AnalysisRun>> = runs.current().chain(runs.others.iter()).collect();
         analysis::terminate(p, &all);
         return Ok(());
@@ -447,16 +451,17 @@ impl CurrentRun {
 /// update starts a fresh one rather than aborting again on the old verdict.
 fn set_aside(p: &mut Planner<'_>, current: Option<Arc<AnalysisRun>>) -> CurrentRun {
     analysis::terminate(p, &current.iter().collect::<Vec<_>>());
-    let unsuccessful = |run: &AnalysisRun| {
-        matches!(
-            analysis::phase(run),
-            AnalysisPhase::Failed | AnalysisPhase::Error | AnalysisPhase::Inconclusive
-        )
-    };
     CurrentRun {
         run: current.filter(|run| !unsuccessful(run)),
         judged: false,
     }
+}
+
+fn unsuccessful(run: &AnalysisRun) -> bool {
+    matches!(
+        analysis::phase(run),
+        AnalysisPhase::Failed | AnalysisPhase::Error | AnalysisPhase::Inconclusive
+    )
 }
 
 /// Pre-promotion analysis runs while the saturated preview waits for the switch.

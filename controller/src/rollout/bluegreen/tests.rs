@@ -1087,3 +1087,70 @@ fn anti_affinity_keeps_the_preview_off_the_active_nodes() {
     assert_eq!(requirement.key, POD_TEMPLATE_HASH_LABEL);
     assert_eq!(requirement.values, Some(vec![v1]));
 }
+
+#[test]
+fn a_retry_after_the_preview_was_scaled_down_starts_a_fresh_pre_promotion_run() {
+    let (v1, v2) = (hash("web:1"), hash("web:2"));
+    let failed = format!("web-{v2}-2-pre");
+    let analysed = || {
+        rollout()
+            .image("web:2")
+            .revision("2")
+            .blue_green(|b| b.pre_promotion_analysis = Some(analysis("smoke")))
+    };
+    let recorded = |s: &mut RolloutStatus| {
+        s.aborted_at = Some(Time(at(0)));
+        s.blue_green
+            .as_mut()
+            .unwrap()
+            .pre_promotion_analysis_run_status = Some(run_status(
+            &format!("web-{}-2-pre", hash("web:2")),
+            AnalysisPhase::Failed,
+        ));
+    };
+    // Retried (`abort: false`) while the aborted preview is scaled down with its deadline.
+    let r = analysed()
+        .status(&v1, &v2, &v1, &v2)
+        .with_status(recorded)
+        .build();
+    let sets = vec![
+        replica_set("web:1", 1, 3, 3, 0),
+        with_deadline(replica_set("web:2", 2, 0, 0, 10), at(3)),
+    ];
+    let mut o = with_templates(
+        observed(r, sets, Some(&v1), Some(&v2)),
+        &[AnalysisUse::PrePromotion],
+    );
+    o.analysis_runs = vec![run(&failed, &v2, AnalysisPhase::Failed)];
+    let plan = super::super::plan(&o, at(10));
+    assert_eq!(
+        status(&plan).abort,
+        None,
+        "the old verdict does not abort again"
+    );
+    assert_eq!(sizes(&plan), BTreeMap::from([(name("web:2"), 3)]));
+    let bg = status(&plan).blue_green.clone().unwrap();
+    assert_eq!(bg.pre_promotion_analysis_run_status, None);
+
+    // The preview is back: a fresh run starts even though abortedAt is gone.
+    let r = analysed().status(&v1, &v2, &v1, &v2).build();
+    let sets = vec![
+        replica_set("web:1", 1, 3, 3, 0),
+        replica_set("web:2", 2, 3, 3, 10),
+    ];
+    let mut o = with_templates(
+        observed(r, sets, Some(&v1), Some(&v2)),
+        &[AnalysisUse::PrePromotion],
+    );
+    o.analysis_runs = vec![run(&failed, &v2, AnalysisPhase::Failed)];
+    let plan = super::super::plan(&o, at(20));
+    assert!(
+        plan.analysis_runs
+            .iter()
+            .any(|c| matches!(c, AnalysisRunChange::Create(_))),
+        "{:?}",
+        plan.analysis_runs
+    );
+    assert_eq!(status(&plan).abort, None);
+    assert!(switches(&plan).is_empty());
+}
