@@ -1,0 +1,913 @@
+//! Canary Rollouts with a traffic router on the test cluster, with the routers' real CRDs
+//! installed (Gateway API HTTPRoute, Istio, SMI; Ingress is built in) and Ramp's controller
+//! in-process with exactly the Helm chart's RBAC: the weights at each step, header routes
+//! added and removed, abort moving traffic back first, a user's edit of a router object
+//! mid-rollout (Ramp restores only its own fields), a missing router object, and Argo
+//! Rollouts' own router manifests run unchanged.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use ramp_controller::api::{Rollout, RolloutPhase};
+use ramp_controller::rollout::names::POD_TEMPLATE_HASH_LABEL;
+use ramp_controller::traffic::objects::resource;
+use ramp_e2e::cluster::{TestEnv, for_test};
+use ramp_e2e::fixtures::rollouts::{
+    InProcessController, abort, canary_rollout, healthy, install_rollout_crds, phase, promote,
+    replica_sets, service, wait_for, wait_rollout,
+};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// A condition on the annotations of the canary Ingress.
+type AnnotationCheck = Box<dyn Fn(&BTreeMap<String, String>) -> bool + Send + Sync>;
+
+fn http_routes() -> ApiResource {
+    resource("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
+}
+
+fn virtual_services() -> ApiResource {
+    resource(
+        "networking.istio.io",
+        "v1alpha3",
+        "VirtualService",
+        "virtualservices",
+    )
+}
+
+fn destination_rules() -> ApiResource {
+    resource(
+        "networking.istio.io",
+        "v1alpha3",
+        "DestinationRule",
+        "destinationrules",
+    )
+}
+
+fn traffic_splits() -> ApiResource {
+    resource(
+        "split.smi-spec.io",
+        "v1alpha4",
+        "TrafficSplit",
+        "trafficsplits",
+    )
+}
+
+/// A file of the reference copy kept with the tests.
+fn reference(path: &str) -> Result<String, String> {
+    let full = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/reference")
+        .join(path);
+    std::fs::read_to_string(&full).map_err(|e| format!("reading {}: {e}", full.display()))
+}
+
+/// Makes a newer CRD installable on the test cluster's API server (1.20): drops the CEL rules
+/// (`x-kubernetes-validations`), which it refuses in an apply, and the empty-string defaults
+/// (`default: ""`, Gateway API's `group`), which it reads as null and refuses; an absent
+/// group means the same core group to the routers.
+fn for_kubernetes_1_20(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.remove("x-kubernetes-validations");
+            if matches!(map.get("default"), Some(Value::Null))
+                || map.get("default") == Some(&json!(""))
+            {
+                map.remove("default");
+            }
+            map.values_mut().for_each(for_kubernetes_1_20);
+        }
+        Value::Array(list) => list.iter_mut().for_each(for_kubernetes_1_20),
+        _ => {}
+    }
+}
+
+/// Installs (server-side apply) the CRDs of a reference file and waits until each is
+/// established.
+async fn install_crd_file(client: &Client, path: &str) -> Result<(), String> {
+    let text = reference(path)?;
+    let documents: Vec<Value> =
+        serde_saphyr::from_multiple(&text).map_err(|e| format!("{path}: {e}"))?;
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for mut body in documents {
+        if body["kind"] != "CustomResourceDefinition" {
+            continue;
+        }
+        let name = body["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        for_kubernetes_1_20(&mut body);
+        api.patch(
+            &name,
+            &PatchParams::apply("ramp-e2e-traffic").force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(|e| format!("installing CRD {name} from {path}: {e}"))?;
+        wait_for(&format!("CRD {name} established"), WAIT, || async {
+            let crd = api.get_opt(&name).await.ok().flatten()?;
+            crd.status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+struct Scenario {
+    env: TestEnv,
+    _controller: InProcessController,
+}
+
+impl Scenario {
+    /// A namespace with the Rollout CRDs, the router CRDs of `crd_files`, and the controller.
+    async fn start(crd_files: &[&str]) -> Result<Scenario, Box<dyn std::error::Error>> {
+        let env = for_test().await?;
+        install_rollout_crds(&env.client()).await?;
+        for file in crd_files {
+            install_crd_file(&env.client(), file).await?;
+        }
+        let controller =
+            InProcessController::start(env.kubeconfig_path(), env.namespace(), |_| {}).await?;
+        Ok(Scenario {
+            env,
+            _controller: controller,
+        })
+    }
+
+    fn client(&self) -> Client {
+        self.env.client()
+    }
+
+    fn ns(&self) -> &str {
+        self.env.namespace()
+    }
+
+    fn rollouts(&self) -> Api<Rollout> {
+        Api::namespaced(self.client(), self.ns())
+    }
+
+    fn dynamic(&self, resource: &ApiResource) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client(), self.ns(), resource)
+    }
+
+    async fn create_services(&self, app: &str) -> Result<(), kube::Error> {
+        let services: Api<k8s_openapi::api::core::v1::Service> =
+            Api::namespaced(self.client(), self.ns());
+        for name in [format!("{app}-stable"), format!("{app}-canary")] {
+            services
+                .create(&PostParams::default(), &service(&name, app))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn create_object(&self, resource: &ApiResource, object: Value) -> TestResult {
+        let object: DynamicObject = serde_json::from_value(object)?;
+        self.dynamic(resource)
+            .create(&PostParams::default(), &object)
+            .await?;
+        Ok(())
+    }
+
+    async fn object(&self, resource: &ApiResource, name: &str) -> Result<DynamicObject, String> {
+        self.dynamic(resource)
+            .get(name)
+            .await
+            .map_err(|e| format!("reading {} {name}: {e}", resource.kind))
+    }
+
+    /// Replaces an object's spec as a user editing it would (`kubectl edit`).
+    async fn edit_spec(
+        &self,
+        resource: &ApiResource,
+        name: &str,
+        edit: impl Fn(&mut Value),
+    ) -> TestResult {
+        let mut object = self.object(resource, name).await?;
+        let spec = object.data.get_mut("spec").ok_or("no spec")?;
+        edit(spec);
+        self.dynamic(resource)
+            .replace(name, &PostParams::default(), &object)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_image(&self, name: &str, container: &str, image: &str) -> TestResult {
+        let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}});
+        self.rollouts()
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await?;
+        Ok(())
+    }
+
+    /// Makes the controller look at the Rollout again without changing what it should do.
+    async fn touch(&self, name: &str, value: &str) -> TestResult {
+        let patch = json!({"metadata": {"annotations": {"e2e.ramp.dev/touched": value}}});
+        self.rollouts()
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await?;
+        Ok(())
+    }
+
+    async fn wait(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&Rollout) -> bool,
+    ) -> Result<Rollout, String> {
+        wait_rollout(&self.rollouts(), name, what, WAIT, check).await
+    }
+
+    /// Waits until `check` holds for the object's spec; returns the spec.
+    async fn wait_spec(
+        &self,
+        resource: &ApiResource,
+        name: &str,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Result<Value, String> {
+        let api = self.dynamic(resource);
+        let result = wait_for(what, WAIT, || async {
+            let object = api.get_opt(name).await.ok().flatten()?;
+            let spec = object.data.get("spec").cloned().unwrap_or(Value::Null);
+            check(&spec).then_some(spec)
+        })
+        .await;
+        match result {
+            Ok(spec) => Ok(spec),
+            Err(error) => {
+                let last = api.get_opt(name).await.ok().flatten().map(|o| o.data);
+                Err(format!("{error}; last seen: {last:?}"))
+            }
+        }
+    }
+
+    async fn sizes(&self, app: &str) -> BTreeMap<String, i32> {
+        replica_sets(&self.client(), self.ns(), app)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(hash, desired, _)| (hash, desired))
+            .collect()
+    }
+}
+
+fn status_of(rollout: &Rollout) -> ramp_controller::api::RolloutStatus {
+    rollout.status.clone().unwrap_or_default()
+}
+
+fn paused_at(step: i32) -> impl Fn(&Rollout) -> bool {
+    move |r| phase(r) == Some(RolloutPhase::Paused) && status_of(r).current_step_index == Some(step)
+}
+
+fn aborted(r: &Rollout) -> bool {
+    phase(r) == Some(RolloutPhase::Degraded) && status_of(r).abort == Some(true)
+}
+
+/// `(stable, canary)` weights of the HTTPRoute rules Ramp splits (unnamed rules naming both).
+fn gateway_weights(spec: &Value, stable: &str, canary: &str) -> Vec<(i64, i64)> {
+    let weight = |rule: &Value, service: &str| {
+        rule["backendRefs"]
+            .as_array()?
+            .iter()
+            .find(|b| b["name"] == service)
+            .map(|b| b["weight"].as_i64().unwrap_or(1))
+    };
+    spec["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|rule| rule.get("name").is_none())
+        .filter_map(|rule| Some((weight(rule, stable)?, weight(rule, canary)?)))
+        .collect()
+}
+
+fn rule_names(spec: &Value) -> Vec<String> {
+    spec["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["name"].as_str().map(String::from))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_api_steps_header_route_user_edit_and_abort() -> TestResult {
+    let s = Scenario::start(&["gateway-api/gateway.networking.k8s.io_httproutes.yaml"]).await?;
+    s.create_services("gw").await?;
+    s.create_object(
+        &http_routes(),
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "gw-route"},
+            "spec": {
+                "parentRefs": [{"name": "gateway"}],
+                "rules": [
+                    {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                     "backendRefs": [{"name": "gw-stable", "port": 80, "weight": 100},
+                                     {"name": "gw-canary", "port": 80, "weight": 0}]},
+                    {"matches": [{"path": {"type": "PathPrefix", "value": "/static"}}],
+                     "backendRefs": [{"name": "static", "port": 80}]}
+                ]
+            }
+        }),
+    )
+    .await?;
+    let canary = json!({
+        "stableService": "gw-stable", "canaryService": "gw-canary",
+        "trafficRouting": {
+            "plugins": {"argoproj-labs/gatewayAPI": {"httpRoute": "gw-route", "namespace": s.ns()}},
+            "managedRoutes": [{"name": "canary-header"}]
+        },
+        "steps": [
+            {"setWeight": 20}, {"pause": {}},
+            {"setHeaderRoute": {"name": "canary-header", "match": [
+                {"headerName": "X-Canary", "headerValue": {"exact": "yes"}}]}},
+            {"setWeight": 50}, {"pause": {}}
+        ]
+    });
+    let rollout = canary_rollout("gw", 4, "demo:1", canary);
+    s.rollouts()
+        .create(&PostParams::default(), &rollout)
+        .await?;
+    let first = s.wait("gw", "Healthy", healthy).await?;
+    let v1 = status_of(&first).stable_rs.unwrap_or_default();
+    let route = s.object(&http_routes(), "gw-route").await?.data["spec"].clone();
+    assert_eq!(
+        gateway_weights(&route, "gw-stable", "gw-canary"),
+        vec![(100, 0)]
+    );
+
+    s.set_image("gw", "app", "demo:2").await?;
+    let at_20 = s.wait("gw", "paused at step 1", paused_at(1)).await?;
+    let v2 = status_of(&at_20).current_pod_hash.unwrap_or_default();
+    let route = s
+        .wait_spec(&http_routes(), "gw-route", "weights 80/20", |spec| {
+            gateway_weights(spec, "gw-stable", "gw-canary") == vec![(80, 20)]
+        })
+        .await?;
+    assert_eq!(
+        route["rules"][1]["backendRefs"],
+        json!([{"kind": "Service", "name": "static", "port": 80, "weight": 1}]),
+        "the user's other rule is untouched (API defaults aside)"
+    );
+    let sizes = s.sizes("gw").await;
+    assert_eq!(sizes.get(&v2), Some(&1), "canary = ceil(20% of 4)");
+    assert_eq!(
+        sizes.get(&v1),
+        Some(&4),
+        "the stable stays whole with a router"
+    );
+
+    // A user edits the route mid-rollout: Ramp restores its weights and keeps the rest.
+    s.edit_spec(&http_routes(), "gw-route", |spec| {
+        spec["rules"][0]["backendRefs"][0]["weight"] = json!(0);
+        spec["rules"][0]["backendRefs"][1]["weight"] = json!(100);
+        spec["rules"]
+            .as_array_mut()
+            .map(|rules| {
+                rules.push(json!({
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/beta"}}],
+                    "backendRefs": [{"name": "beta", "port": 80}]
+                }))
+            })
+            .unwrap_or_default();
+    })
+    .await?;
+    s.touch("gw", "1").await?;
+    let route = s
+        .wait_spec(
+            &http_routes(),
+            "gw-route",
+            "weights restored to 80/20",
+            |spec| gateway_weights(spec, "gw-stable", "gw-canary") == vec![(80, 20)],
+        )
+        .await?;
+    assert_eq!(route["rules"].as_array().map(Vec::len), Some(3));
+    assert_eq!(route["rules"][2]["backendRefs"][0]["name"], "beta");
+
+    promote(&s.rollouts(), "gw").await?;
+    s.wait("gw", "paused at step 4", paused_at(4)).await?;
+    let route = s
+        .wait_spec(
+            &http_routes(),
+            "gw-route",
+            "weights 50/50 with the header rule",
+            |spec| {
+                gateway_weights(spec, "gw-stable", "gw-canary") == vec![(50, 50)]
+                    && rule_names(spec) == vec!["canary-header".to_string()]
+            },
+        )
+        .await?;
+    let header_rule = &route["rules"][0];
+    assert_eq!(header_rule["backendRefs"][0]["name"], "gw-canary");
+    assert_eq!(
+        header_rule["matches"][0]["headers"],
+        json!([{"name": "X-Canary", "type": "Exact", "value": "yes"}])
+    );
+    assert_eq!(header_rule["matches"][0]["path"]["value"], "/");
+
+    abort(&s.rollouts(), "gw").await?;
+    s.wait("gw", "aborted", aborted).await?;
+    let route = s
+        .wait_spec(
+            &http_routes(),
+            "gw-route",
+            "all traffic on stable, no header rule",
+            |spec| {
+                gateway_weights(spec, "gw-stable", "gw-canary") == vec![(100, 0)]
+                    && rule_names(spec).is_empty()
+            },
+        )
+        .await?;
+    assert_eq!(route["rules"].as_array().map(Vec::len), Some(3));
+    wait_for("the canary scaled down after abort", WAIT, || async {
+        let sizes = s.sizes("gw").await;
+        (sizes.get(&v1) == Some(&4)).then_some(())
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_api_runs_to_completion_with_max_traffic_weight() -> TestResult {
+    let s = Scenario::start(&["gateway-api/gateway.networking.k8s.io_httproutes.yaml"]).await?;
+    s.create_services("gwm").await?;
+    s.create_object(
+        &http_routes(),
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "gwm-route"},
+            "spec": {"rules": [{"backendRefs": [
+                {"name": "gwm-stable", "port": 80}, {"name": "gwm-canary", "port": 80}]}]}
+        }),
+    )
+    .await?;
+    let canary = json!({
+        "stableService": "gwm-stable", "canaryService": "gwm-canary",
+        "trafficRouting": {
+            "maxTrafficWeight": 1000,
+            "plugins": {"argoproj-labs/gatewayAPI": {"httpRoutes": [{"name": "gwm-route", "useHeaderRoutes": true}]}},
+            "managedRoutes": [{"name": "mirror"}]
+        },
+        "steps": [
+            {"setMirrorRoute": {"name": "mirror", "percentage": 30, "match": [{"method": {"exact": "GET"}}]}},
+            {"setWeight": 250}, {"pause": {}}, {"setWeight": 500}, {"pause": {"duration": "1s"}}
+        ]
+    });
+    s.rollouts()
+        .create(
+            &PostParams::default(),
+            &canary_rollout("gwm", 4, "demo:1", canary),
+        )
+        .await?;
+    s.wait("gwm", "Healthy", healthy).await?;
+    s.set_image("gwm", "app", "demo:2").await?;
+    let paused = s.wait("gwm", "paused at step 2", paused_at(2)).await?;
+    let v2 = status_of(&paused).current_pod_hash.unwrap_or_default();
+    let route = s
+        .wait_spec(
+            &http_routes(),
+            "gwm-route",
+            "weights 750/250 and a mirror rule",
+            |spec| {
+                gateway_weights(spec, "gwm-stable", "gwm-canary") == vec![(750, 250)]
+                    && rule_names(spec) == vec!["mirror".to_string()]
+            },
+        )
+        .await?;
+    assert_eq!(
+        route["rules"][0]["filters"][0]["requestMirror"]["percent"],
+        json!(30)
+    );
+    assert_eq!(
+        s.sizes("gwm").await.get(&v2),
+        Some(&1),
+        "canary = ceil(250 × 4 / 1000)"
+    );
+    promote(&s.rollouts(), "gwm").await?;
+    let done = s.wait("gwm", "Healthy on the new revision", |r| {
+        healthy(r) && status_of(r).stable_rs.as_deref() == Some(v2.as_str())
+    });
+    done.await?;
+    s.wait_spec(
+        &http_routes(),
+        "gwm-route",
+        "all traffic on stable, routes gone",
+        |spec| {
+            gateway_weights(spec, "gwm-stable", "gwm-canary") == vec![(1000, 0)]
+                && rule_names(spec).is_empty()
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_router_object_is_invalid_spec_and_nothing_scales() -> TestResult {
+    let s = Scenario::start(&["gateway-api/gateway.networking.k8s.io_httproutes.yaml"]).await?;
+    s.create_services("lost").await?;
+    let canary = json!({
+        "stableService": "lost-stable", "canaryService": "lost-canary",
+        "trafficRouting": {"plugins": {"argoproj-labs/gatewayAPI": {"httpRoute": "absent"}}},
+        "steps": [{"setWeight": 20}, {"pause": {}}]
+    });
+    s.rollouts()
+        .create(
+            &PostParams::default(),
+            &canary_rollout("lost", 2, "demo:1", canary),
+        )
+        .await?;
+    let invalid = s
+        .wait("lost", "InvalidSpec naming the HTTPRoute", |r| {
+            status_of(r).conditions.unwrap_or_default().iter().any(|c| {
+                c.type_ == "InvalidSpec"
+                    && c.message.contains(&format!("HTTPRoute/{}/absent", s.ns()))
+            })
+        })
+        .await?;
+    assert_eq!(status_of(&invalid).phase, Some(RolloutPhase::Degraded));
+    assert!(
+        s.sizes("lost").await.is_empty(),
+        "no ReplicaSet before the route exists"
+    );
+    Ok(())
+}
+
+/// Argo's NGINX template (`REPLACEME` replaced, as Argo's own tests do), with steps and a
+/// header route added by a patch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_canary_ingress_steps_header_route_user_edit_and_abort() -> TestResult {
+    let s = Scenario::start(&[]).await?;
+    let app = "ngx";
+    let yaml = reference("argo-rollouts/test/e2e/functional/nginx-template.yaml")?
+        .replace("REPLACEME", app);
+    s.env.apply_yaml(&yaml).await?;
+    let first = s.wait(app, "Healthy", healthy).await?;
+    let v1 = status_of(&first).stable_rs.unwrap_or_default();
+    let ingresses: Api<Ingress> = Api::namespaced(s.client(), s.ns());
+    let canary_name = format!("{app}-{app}-ingress-canary");
+    let annotations = |ingress: &Ingress| ingress.metadata.annotations.clone().unwrap_or_default();
+    let wait_ingress = |what: &'static str, check: AnnotationCheck| {
+        let ingresses = ingresses.clone();
+        let canary_name = canary_name.clone();
+        async move {
+            wait_for(what, WAIT, || async {
+                let ingress = ingresses.get_opt(&canary_name).await.ok().flatten()?;
+                check(&annotations(&ingress)).then_some(ingress)
+            })
+            .await
+        }
+    };
+    let created = wait_ingress(
+        "the canary Ingress at weight 0",
+        Box::new(|a| {
+            a.get("nginx.ingress.kubernetes.io/canary-weight")
+                .map(String::as_str)
+                == Some("0")
+        }),
+    )
+    .await?;
+    let a = annotations(&created);
+    assert_eq!(a["nginx.ingress.kubernetes.io/canary"], "true");
+    assert_eq!(a["kubernetes.io/ingress.class"], "nginx");
+    assert!(
+        created
+            .owner_references()
+            .iter()
+            .any(|o| o.kind == "Rollout" && o.name == app && o.controller == Some(true)),
+        "the canary Ingress belongs to the Rollout"
+    );
+    let backend = created
+        .spec
+        .as_ref()
+        .and_then(|s| s.rules.as_ref())
+        .and_then(|r| {
+            r[0].http.as_ref()?.paths[0]
+                .backend
+                .service
+                .as_ref()
+                .map(|s| s.name.clone())
+        });
+    assert_eq!(backend.as_deref(), Some("ngx-canary"));
+
+    let patch = json!({"spec": {
+        "template": {"spec": {"containers": [{"name": app, "image": "nginx:1.20-alpine"}]}},
+        "strategy": {"canary": {
+            "trafficRouting": {
+                "nginx": {"stableIngress": "ngx-ingress",
+                          "additionalIngressAnnotations": {"canary-by-header": "X-Legacy"}},
+                "managedRoutes": [{"name": "by-header"}]
+            },
+            "steps": [
+                {"setWeight": 30}, {"pause": {}},
+                {"setHeaderRoute": {"name": "by-header", "match": [
+                    {"headerName": "X-Canary", "headerValue": {"regex": "^yes$"}}]}},
+                {"pause": {}}
+            ]
+        }}
+    }});
+    s.rollouts()
+        .patch(app, &PatchParams::default(), &Patch::Merge(patch))
+        .await?;
+    let paused = s.wait(app, "paused at step 1", paused_at(1)).await?;
+    let v2 = status_of(&paused).current_pod_hash.unwrap_or_default();
+    let at_30 = wait_ingress(
+        "canary weight 30",
+        Box::new(|a| {
+            a.get("nginx.ingress.kubernetes.io/canary-weight")
+                .map(String::as_str)
+                == Some("30")
+        }),
+    )
+    .await?;
+    assert_eq!(
+        annotations(&at_30)["nginx.ingress.kubernetes.io/canary-by-header"],
+        "X-Legacy",
+        "additionalIngressAnnotations carry the prefix"
+    );
+    let sizes = s.sizes(app).await;
+    assert_eq!(sizes.get(&v2), Some(&2), "canary = ceil(30% of 4)");
+    assert_eq!(sizes.get(&v1), Some(&4));
+
+    // A user edits the canary Ingress Ramp owns: Ramp puts its state back.
+    let mut edited = at_30.clone();
+    edited
+        .metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(
+            "nginx.ingress.kubernetes.io/canary-weight".into(),
+            "100".into(),
+        );
+    ingresses
+        .replace(&canary_name, &PostParams::default(), &edited)
+        .await?;
+    s.touch(app, "1").await?;
+    wait_ingress(
+        "canary weight restored to 30",
+        Box::new(|a| {
+            a.get("nginx.ingress.kubernetes.io/canary-weight")
+                .map(String::as_str)
+                == Some("30")
+        }),
+    )
+    .await?;
+    let stable: Ingress = ingresses.get("ngx-ingress").await?;
+    assert!(
+        !annotations(&stable).contains_key("nginx.ingress.kubernetes.io/canary"),
+        "the stable Ingress is only read"
+    );
+
+    promote(&s.rollouts(), app).await?;
+    s.wait(app, "paused at step 3", paused_at(3)).await?;
+    wait_ingress(
+        "the header route on the canary Ingress",
+        Box::new(|a| {
+            a.get("nginx.ingress.kubernetes.io/canary-by-header")
+                .map(String::as_str)
+                == Some("X-Canary")
+                && a.get("nginx.ingress.kubernetes.io/canary-by-header-pattern")
+                    .map(String::as_str)
+                    == Some("^yes$")
+        }),
+    )
+    .await?;
+
+    abort(&s.rollouts(), app).await?;
+    s.wait(app, "aborted", aborted).await?;
+    wait_ingress(
+        "weight 0 and the header route gone",
+        Box::new(|a| {
+            a.get("nginx.ingress.kubernetes.io/canary-weight")
+                .map(String::as_str)
+                == Some("0")
+                && a.get("nginx.ingress.kubernetes.io/canary-by-header")
+                    .map(String::as_str)
+                    == Some("X-Legacy")
+                && !a.contains_key("nginx.ingress.kubernetes.io/canary-by-header-pattern")
+        }),
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smi_traffic_split_follows_the_steps_to_completion() -> TestResult {
+    let s = Scenario::start(&["argo-rollouts/test/e2e/crds/split.yaml"]).await?;
+    s.create_services("mesh").await?;
+    let canary = json!({
+        "stableService": "mesh-stable", "canaryService": "mesh-canary",
+        "trafficRouting": {"smi": {"rootService": "mesh", "trafficSplitName": "mesh-split"}},
+        "steps": [{"setWeight": 25}, {"pause": {}}, {"setWeight": 75}, {"pause": {"duration": "1s"}}]
+    });
+    s.rollouts()
+        .create(
+            &PostParams::default(),
+            &canary_rollout("mesh", 4, "demo:1", canary),
+        )
+        .await?;
+    s.wait("mesh", "Healthy", healthy).await?;
+    let backends = |spec: &Value| -> Vec<(String, i64)> {
+        spec["backends"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|b| {
+                (
+                    b["service"].as_str().unwrap_or_default().to_string(),
+                    b["weight"].as_i64().unwrap_or(-1),
+                )
+            })
+            .collect()
+    };
+    let expect = |canary: i64, stable: i64| {
+        vec![
+            ("mesh-canary".to_string(), canary),
+            ("mesh-stable".to_string(), stable),
+        ]
+    };
+    let split = s.object(&traffic_splits(), "mesh-split").await?;
+    assert!(
+        split
+            .owner_references()
+            .iter()
+            .any(|o| o.kind == "Rollout" && o.name == "mesh"),
+        "Ramp owns the TrafficSplit"
+    );
+    assert_eq!(split.data["spec"]["service"], "mesh");
+    assert_eq!(backends(&split.data["spec"]), expect(0, 100));
+
+    s.set_image("mesh", "app", "demo:2").await?;
+    let paused = s.wait("mesh", "paused at step 1", paused_at(1)).await?;
+    let v2 = status_of(&paused).current_pod_hash.unwrap_or_default();
+    s.wait_spec(&traffic_splits(), "mesh-split", "25/75", |spec| {
+        backends(spec) == expect(25, 75)
+    })
+    .await?;
+    promote(&s.rollouts(), "mesh").await?;
+    s.wait("mesh", "Healthy on the new revision", |r| {
+        healthy(r) && status_of(r).stable_rs.as_deref() == Some(v2.as_str())
+    })
+    .await?;
+    s.wait_spec(
+        &traffic_splits(),
+        "mesh-split",
+        "all traffic on stable",
+        |spec| backends(spec) == expect(0, 100),
+    )
+    .await?;
+    Ok(())
+}
+
+/// `(stable, canary)` weights of an Istio HTTP route by host or subset.
+fn istio_weights(route: &Value, stable: &str, canary: &str) -> Option<(i64, i64)> {
+    let weight = |target: &str| {
+        route["route"].as_array()?.iter().find_map(|d| {
+            let dest = &d["destination"];
+            (dest["host"] == target || dest["subset"] == target)
+                .then(|| d["weight"].as_i64().unwrap_or(0))
+        })
+    };
+    Some((weight(stable)?, weight(canary)?))
+}
+
+/// Argo's `istio-host-split.yaml`, unchanged: 10 % to the canary, then promoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_host_split_from_argo_manifest() -> TestResult {
+    let s = Scenario::start(&["argo-rollouts/test/e2e/crds/istio.yaml"]).await?;
+    let app = "istio-host-split";
+    s.env
+        .apply_yaml(&reference(
+            "argo-rollouts/test/e2e/istio/istio-host-split.yaml",
+        )?)
+        .await?;
+    s.wait(app, "Healthy", healthy).await?;
+    s.set_image(app, app, "nginx:1.20-alpine").await?;
+    let paused = s.wait(app, "paused at step 1", paused_at(1)).await?;
+    let v2 = status_of(&paused).current_pod_hash.unwrap_or_default();
+    let vs = "istio-host-split-vsvc";
+    let (stable, canary) = ("istio-host-split-stable", "istio-host-split-canary");
+    s.wait_spec(&virtual_services(), vs, "90/10", |spec| {
+        istio_weights(&spec["http"][0], stable, canary) == Some((90, 10))
+    })
+    .await?;
+    // A user adds a route: Ramp keeps it and still restores its weights.
+    s.edit_spec(&virtual_services(), vs, |spec| {
+        spec["http"][0]["route"][1]["weight"] = json!(60);
+        spec["http"][0]["route"][0]["weight"] = json!(40);
+        if let Some(http) = spec["http"].as_array_mut() {
+            http.push(json!({"name": "docs", "route": [{"destination": {"host": "docs"}}]}));
+        }
+    })
+    .await?;
+    s.touch(app, "1").await?;
+    let spec = s
+        .wait_spec(&virtual_services(), vs, "restored 90/10", |spec| {
+            istio_weights(&spec["http"][0], stable, canary) == Some((90, 10))
+        })
+        .await?;
+    assert_eq!(spec["http"][1]["name"], "docs");
+    promote(&s.rollouts(), app).await?;
+    s.wait(app, "Healthy on the new revision", |r| {
+        healthy(r) && status_of(r).stable_rs.as_deref() == Some(v2.as_str())
+    })
+    .await?;
+    s.wait_spec(&virtual_services(), vs, "100/0", |spec| {
+        istio_weights(&spec["http"][0], stable, canary) == Some((100, 0))
+    })
+    .await?;
+    Ok(())
+}
+
+/// Argo's `istio-subset-split.yaml`, unchanged: the subsets follow the pod-template hashes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_subset_split_from_argo_manifest() -> TestResult {
+    let s = Scenario::start(&["argo-rollouts/test/e2e/crds/istio.yaml"]).await?;
+    let yaml = reference("argo-rollouts/test/e2e/istio/istio-subset-split.yaml")?;
+    let documents = ramp_controller::manifest::parse("istio-subset-split.yaml", &yaml)?;
+    let rollout = documents
+        .iter()
+        .find(|d| d.kind() == Some("Rollout"))
+        .ok_or("no Rollout in istio-subset-split.yaml")?;
+    let app = rollout.name().unwrap_or_default().to_string();
+    let container = rollout.value["spec"]["template"]["spec"]["containers"][0]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let routing = &rollout.value["spec"]["strategy"]["canary"]["trafficRouting"]["istio"];
+    let vs = routing["virtualService"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let dr = routing["destinationRule"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let canary_subset = routing["destinationRule"]["canarySubsetName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let stable_subset = routing["destinationRule"]["stableSubsetName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    s.env.apply_yaml(&yaml).await?;
+    let first = s.wait(&app, "Healthy", healthy).await?;
+    let v1 = status_of(&first).stable_rs.unwrap_or_default();
+    let subset_hash = |spec: &Value, subset: &str| {
+        spec["subsets"].as_array().and_then(|subsets| {
+            subsets.iter().find(|s| s["name"] == subset).and_then(|s| {
+                s["labels"][POD_TEMPLATE_HASH_LABEL]
+                    .as_str()
+                    .map(String::from)
+            })
+        })
+    };
+    s.set_image(&app, &container, "nginx:1.20-alpine").await?;
+    let paused = s.wait(&app, "paused at step 1", paused_at(1)).await?;
+    let v2 = status_of(&paused).current_pod_hash.unwrap_or_default();
+    s.wait_spec(
+        &destination_rules(),
+        &dr,
+        "subsets labelled with both hashes",
+        |spec| {
+            subset_hash(spec, &canary_subset).as_deref() == Some(v2.as_str())
+                && subset_hash(spec, &stable_subset).as_deref() == Some(v1.as_str())
+        },
+    )
+    .await?;
+    let spec = s.object(&virtual_services(), &vs).await?.data["spec"].clone();
+    let weights = istio_weights(&spec["http"][0], &stable_subset, &canary_subset)
+        .ok_or("no stable and canary subsets in the VirtualService")?;
+    assert!(weights.1 > 0 && weights.0 + weights.1 == 100, "{weights:?}");
+    promote(&s.rollouts(), &app).await?;
+    s.wait(&app, "Healthy on the new revision", |r| {
+        healthy(r) && status_of(r).stable_rs.as_deref() == Some(v2.as_str())
+    })
+    .await?;
+    s.wait_spec(
+        &destination_rules(),
+        &dr,
+        "both subsets on the new revision",
+        |spec| subset_hash(spec, &stable_subset).as_deref() == Some(v2.as_str()),
+    )
+    .await?;
+    s.wait_spec(&virtual_services(), &vs, "100/0", |spec| {
+        istio_weights(&spec["http"][0], &stable_subset, &canary_subset) == Some((100, 0))
+    })
+    .await?;
+    Ok(())
+}
