@@ -15,6 +15,7 @@ pub mod crash;
 pub mod gitops;
 pub mod rollouts;
 pub mod scale;
+pub mod soak;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -67,6 +68,11 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "scale",
         about: "N Rollouts: controller RSS and CPU, resync after restart and its writes, N image updates to step 1",
         run: |args| Box::pin(scale::run(args)),
+    },
+    Scenario {
+        name: "soak",
+        about: "continuous canary updates (promoted, some aborted) for --minutes: controller RSS slope (MiB/hour, goal 0)",
+        run: |args| Box::pin(soak::run(args)),
     },
 ];
 

@@ -56,7 +56,7 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BenchEr
 }
 
 /// Builds the release `ramp-controller` binary (a no-op when it is fresh) and returns its path.
-fn controller_binary() -> Result<PathBuf, BenchError> {
+pub(super) fn controller_binary() -> Result<PathBuf, BenchError> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap_or(Path::new("."))
@@ -87,13 +87,17 @@ fn free_port() -> Result<u16, BenchError> {
 }
 
 /// `ramp-controller run` in its own process, with its `/metrics` address.
-struct ControllerProcess {
+pub(super) struct ControllerProcess {
     child: Child,
     metrics: String,
 }
 
 impl ControllerProcess {
-    fn start(binary: &Path, kubeconfig: &Path, namespace: &str) -> Result<Self, BenchError> {
+    pub(super) fn start(
+        binary: &Path,
+        kubeconfig: &Path,
+        namespace: &str,
+    ) -> Result<Self, BenchError> {
         let (metrics_port, health_port) = (free_port()?, free_port()?);
         let child = Command::new(binary)
             .args([
@@ -118,13 +122,13 @@ impl ControllerProcess {
         })
     }
 
-    fn pid(&self) -> Result<u32, BenchError> {
+    pub(super) fn pid(&self) -> Result<u32, BenchError> {
         self.child
             .id()
             .ok_or_else(|| BenchError::Failed("ramp-controller exited".into()))
     }
 
-    async fn scrape(&self) -> Option<String> {
+    pub(super) async fn scrape(&self) -> Option<String> {
         let (status, body) = HttpClient::default()
             .get(&self.metrics, Duration::from_secs(10))
             .await
@@ -133,7 +137,7 @@ impl ControllerProcess {
     }
 
     /// Stops it with SIGTERM (a graceful shutdown, as Kubernetes stops a pod).
-    async fn stop(mut self) -> Result<(), BenchError> {
+    pub(super) async fn stop(mut self) -> Result<(), BenchError> {
         let pid = self.pid()?;
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &pid.to_string()])
@@ -168,7 +172,7 @@ fn metric_sum(text: &str, metric: &str, keep: impl Fn(&str) -> bool) -> f64 {
 }
 
 /// Writes (create, update, patch, delete) the controller has sent so far.
-fn writes(metrics: &str) -> f64 {
+pub(super) fn writes(metrics: &str) -> f64 {
     metric_sum(
         metrics,
         "controller_clientset_k8s_request_total",
@@ -186,7 +190,7 @@ fn reconciles(metrics: &str) -> f64 {
 }
 
 /// RSS in MiB and CPU time in seconds of a process, from `/proc`.
-fn rss_and_cpu(pid: u32) -> Result<(f64, f64), BenchError> {
+pub(super) fn rss_and_cpu(pid: u32) -> Result<(f64, f64), BenchError> {
     let path = PathBuf::from(format!("/proc/{pid}"));
     let status =
         std::fs::read_to_string(path.join("status")).map_err(io("reading /proc status", &path))?;
