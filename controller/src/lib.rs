@@ -11,6 +11,7 @@ pub mod crd;
 pub mod fieldpath;
 pub mod gitops;
 pub mod http;
+pub mod kube_client;
 pub mod leader;
 pub mod lint;
 pub mod manifest;

@@ -110,7 +110,7 @@ pub async fn run(
     let shutdown: Shared<futures::future::BoxFuture<'static, ()>> = shutdown.boxed().shared();
     let mut registry = Registry::default();
     let requests = RequestCounter::register(&mut registry);
-    let client = kube::client::ClientBuilder::try_from(kube_config)
+    let client = crate::kube_client::builder(&kube_config)
         .map_err(RunError::Client)?
         .with_layer(&CountRequests(requests))
         .build();

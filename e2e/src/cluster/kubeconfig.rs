@@ -108,10 +108,11 @@ async fn config_from_kubeconfig(
         })
 }
 
-/// A client for a configuration (installs the crypto provider first).
+/// A client for a configuration (installs the crypto provider first), built as Ramp builds
+/// its own (`TCP_NODELAY` on), so the cluster's figures are the baseline for Ramp's.
 pub fn client_for(config: kube::Config) -> Result<kube::Client, ClusterError> {
     crate::install_crypto_provider();
-    kube::Client::try_from(config).map_err(|source| ClusterError::Kube {
+    ramp_controller::kube_client::client(&config).map_err(|source| ClusterError::Kube {
         what: "building a client".into(),
         source,
     })

@@ -98,7 +98,7 @@ impl Cluster {
             Some(context) => format!("context {context:?} ({})", config.cluster_url),
             None => format!("{}", config.cluster_url),
         };
-        let client = Client::try_from(config)
+        let client = ramp_controller::kube_client::client(&config)
             .context("cannot build a Kubernetes client from the kubeconfig")?;
         Ok(Cluster {
             client,
