@@ -11,7 +11,8 @@
 //! The controller's RSS is sampled every `--sample-seconds`; the report gives the slope of a
 //! least-squares line through the samples after `--warmup-seconds` (MiB per hour; goal: 0),
 //! beside the first, last and largest sample, the cycles completed, aborted and timed out,
-//! and the API writes per cycle.
+//! the API writes per cycle, and how many series `/metrics` holds before and after (series
+//! labelled with the names of objects that come and go grow with every cycle).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -238,7 +239,8 @@ async fn soak(
         }
     }
     let pid = controller.pid()?;
-    let writes_before = writes(&controller.scrape().await.unwrap_or_default());
+    let metrics_before = controller.scrape().await.unwrap_or_default();
+    let writes_before = writes(&metrics_before);
     let (_, cpu_before) = rss_and_cpu(pid)?;
 
     let duration = Duration::from_secs(flags.minutes * 60);
@@ -279,7 +281,8 @@ async fn soak(
     }
     let elapsed = began.elapsed().as_secs_f64();
     let (rss_end, cpu_after) = rss_and_cpu(pid)?;
-    let writes_after = writes(&controller.scrape().await.unwrap_or_default());
+    let metrics_after = controller.scrape().await.unwrap_or_default();
+    let writes_after = writes(&metrics_after);
     controller.stop().await?;
     drop_namespace(client, &namespace).await?;
 
@@ -351,7 +354,25 @@ async fn soak(
         (writes_after - writes_before) / cycles as f64,
         "controller API writes per completed cycle",
     );
+    report.add(
+        "metric_series_start",
+        series(&metrics_before),
+        "series in the controller's /metrics before the soak",
+    );
+    report.add(
+        "metric_series_end",
+        series(&metrics_after),
+        "series in /metrics after it (growth: labels naming objects that come and go)",
+    );
     Ok(report)
+}
+
+/// Samples (non-comment lines) of a Prometheus exposition.
+fn series(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .count() as f64
 }
 
 #[cfg(test)]
