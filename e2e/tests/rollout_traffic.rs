@@ -911,3 +911,316 @@ async fn istio_subset_split_from_argo_manifest() -> TestResult {
     .await?;
     Ok(())
 }
+
+/// Applies one of Argo's manifests unchanged, waits for its first deploy, updates the image
+/// of its first container and promotes through every pause until the new revision is
+/// stable; `at_pause` looks at the namespace at each pause (by step index). Returns the
+/// Rollout's name.
+async fn run_argo_manifest(
+    s: &Scenario,
+    path: &str,
+    at_pause: impl AsyncFn(&Scenario, &Rollout) -> TestResult,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let yaml = reference(path)?;
+    let documents: Vec<Value> = serde_saphyr::from_multiple(&yaml)?;
+    let rollout = documents
+        .iter()
+        .find(|d| d["kind"] == "Rollout")
+        .ok_or_else(|| format!("no Rollout in {path}"))?;
+    let name = rollout["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let container = rollout["spec"]["template"]["spec"]["containers"][0]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    s.env.apply_yaml(&yaml).await?;
+    s.wait(&name, "Healthy", healthy).await?;
+    s.set_image(&name, &container, "nginx:1.20-alpine").await?;
+    let updated = s
+        .wait(&name, "the update started", |r| {
+            let status = status_of(r);
+            status.current_pod_hash.is_some() && status.current_pod_hash != status.stable_rs
+        })
+        .await?;
+    let v2 = status_of(&updated).current_pod_hash.unwrap_or_default();
+    let mut pauses = 0;
+    loop {
+        let rollout = s
+            .wait(&name, "paused or done", |r| {
+                phase(r) == Some(RolloutPhase::Paused)
+                    || (healthy(r) && status_of(r).stable_rs.as_deref() == Some(v2.as_str()))
+            })
+            .await?;
+        if healthy(&rollout) {
+            break;
+        }
+        at_pause(s, &rollout).await?;
+        pauses += 1;
+        if pauses > 20 {
+            return Err(format!("{path}: still pausing after 20 promotions").into());
+        }
+        promote(&s.rollouts(), &name).await?;
+        s.wait(&name, "resumed", |r| {
+            status_of(r).current_step_index != status_of(&rollout).current_step_index || healthy(r)
+        })
+        .await?;
+    }
+    Ok(name)
+}
+
+/// Every destination weight in the namespace's VirtualServices routed to the canary
+/// (by the Rollout's canary Service host or canary subset).
+async fn istio_canary_weights(s: &Scenario, rollout: &Rollout) -> Vec<i64> {
+    let canary = rollout
+        .spec
+        .strategy
+        .as_ref()
+        .and_then(|s| s.canary.as_ref());
+    let service = canary
+        .and_then(|c| c.canary_service.clone())
+        .unwrap_or_default();
+    let subset = canary
+        .and_then(|c| c.traffic_routing.as_ref())
+        .and_then(|r| r.istio.as_ref())
+        .and_then(|i| i.destination_rule.as_ref())
+        .map(|d| d.canary_subset_name.clone());
+    let list = s
+        .dynamic(&virtual_services())
+        .list(&Default::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    let mut weights = Vec::new();
+    for vs in list {
+        for key in ["http", "tls", "tcp"] {
+            for route in vs.data["spec"][key].as_array().into_iter().flatten() {
+                if route.get("mirror").is_some() || route["match"][0].get("headers").is_some() {
+                    continue;
+                }
+                for d in route["route"].as_array().into_iter().flatten() {
+                    let dest = &d["destination"];
+                    let host = dest["host"].as_str().unwrap_or_default();
+                    let to_canary = match &subset {
+                        Some(subset) => dest["subset"] == subset.as_str(),
+                        None => host == service || host.starts_with(&format!("{service}.")),
+                    };
+                    if to_canary {
+                        weights.push(d["weight"].as_i64().unwrap_or(0));
+                    }
+                }
+            }
+        }
+    }
+    weights
+}
+
+fn http_route_names(spec: &Value) -> Vec<String> {
+    spec["http"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["name"].as_str().map(String::from))
+        .collect()
+}
+
+/// Runs an Istio manifest of Argo's to completion: while paused the canary has traffic, at
+/// the end all traffic is back on the (new) stable.
+async fn istio_manifest_completes(path: &str) -> TestResult {
+    let s = Scenario::start(&["argo-rollouts/test/e2e/crds/istio.yaml"]).await?;
+    let name = run_argo_manifest(&s, path, async |s, rollout| {
+        let weights = istio_canary_weights(s, rollout).await;
+        assert!(
+            !weights.is_empty() && weights.iter().all(|w| *w > 0),
+            "{path}: canary weights while paused at step {:?}: {weights:?}",
+            status_of(rollout).current_step_index
+        );
+        Ok(())
+    })
+    .await?;
+    let rollout = s.rollouts().get(&name).await?;
+    wait_for("all traffic back on stable", WAIT, || async {
+        let weights = istio_canary_weights(&s, &rollout).await;
+        (!weights.is_empty() && weights.iter().all(|w| *w == 0)).then_some(())
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argo_istio_host_http_tls_split() -> TestResult {
+    istio_manifest_completes("argo-rollouts/test/e2e/istio/istio-host-http-tls-split.yaml").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argo_istio_host_only_tls_split() -> TestResult {
+    istio_manifest_completes("argo-rollouts/test/e2e/istio/istio-host-only-tls-split.yaml").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argo_istio_subset_split_single_route() -> TestResult {
+    istio_manifest_completes("argo-rollouts/test/e2e/istio/istio-subset-split-single-route.yaml")
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argo_istio_example_subset_split() -> TestResult {
+    istio_manifest_completes("argo-rollouts/examples/istio/istio-subset-split.yaml").await
+}
+
+/// Argo's header-routing manifest: the header route follows each `setHeaderRoute` step and
+/// is gone at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argo_istio_header_routes() -> TestResult {
+    let s = Scenario::start(&["argo-rollouts/test/e2e/crds/istio.yaml"]).await?;
+    let seen = std::sync::Mutex::new(Vec::new());
+    run_argo_manifest(
+        &s,
+        "argo-rollouts/test/e2e/header-routing/istio-hr-host.yaml",
+        async |s, _| {
+            let spec = s
+                .object(&virtual_services(), "rollouts-demo-vsvc")
+                .await?
+                .data["spec"]
+                .clone();
+            let header = spec["http"]
+                .as_array()
+                .and_then(|http| http.iter().find(|r| r["name"] == "set-header-1"))
+                .map(|r| r["match"][0]["headers"]["agent"]["regex"].clone());
+            if let Ok(mut seen) = seen.lock() {
+                seen.push(header);
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    assert_eq!(
+        seen,
+        vec![Some(json!("firefox(.*)")), Some(json!("chrome(.*)")), None],
+        "the header route at each pause"
+    );
+    let spec = s
+        .wait_spec(
+            &virtual_services(),
+            "rollouts-demo-vsvc",
+            "no managed route",
+            |spec| !http_route_names(spec).contains(&"set-header-1".to_string()),
+        )
+        .await?;
+    assert_eq!(http_route_names(&spec)[0], "primary");
+    Ok(())
+}
+
+/// Argo's mirror-route manifest: both mirror routes, first in `managedRoutes` order, then
+/// one removed by a step without match, and none at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argo_istio_mirror_routes() -> TestResult {
+    let s = Scenario::start(&["argo-rollouts/test/e2e/crds/istio.yaml"]).await?;
+    let seen = std::sync::Mutex::new(Vec::new());
+    run_argo_manifest(
+        &s,
+        "argo-rollouts/test/e2e/mirror-route/istio-mirror-host.yaml",
+        async |s, _| {
+            let spec = s
+                .object(&virtual_services(), "rollouts-demo-vsvc")
+                .await?
+                .data["spec"]
+                .clone();
+            let mirrors: Vec<(String, Value, Value)> = spec["http"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|r| r.get("mirror").is_some())
+                .map(|r| {
+                    (
+                        r["name"].as_str().unwrap_or_default().to_string(),
+                        r["match"][0]["uri"]["prefix"].clone(),
+                        r["mirrorPercentage"]["value"].clone(),
+                    )
+                })
+                .collect();
+            if let Ok(mut seen) = seen.lock() {
+                seen.push((http_route_names(&spec), mirrors));
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let names = |list: &[&str]| list.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(
+        seen[0].0,
+        names(&["mirror-route-1", "mirror-route-2", "primary"])
+    );
+    assert_eq!(
+        seen[0].1,
+        vec![
+            ("mirror-route-1".to_string(), json!("/"), json!(100)),
+            ("mirror-route-2".to_string(), json!("/"), json!(80)),
+        ]
+    );
+    assert_eq!(
+        seen[1].1[0],
+        ("mirror-route-1".to_string(), json!("/rewrite"), json!(100))
+    );
+    assert_eq!(seen[2].0, names(&["mirror-route-2", "primary"]));
+    s.wait_spec(
+        &virtual_services(),
+        "rollouts-demo-vsvc",
+        "only the user's route",
+        |spec| http_route_names(spec) == names(&["primary"]),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Argo's SMI + NGINX manifest: two routers on one Rollout, both at the step's weight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argo_smi_and_nginx_together() -> TestResult {
+    let s = Scenario::start(&["argo-rollouts/test/e2e/crds/split.yaml"]).await?;
+    let path = "argo-rollouts/test/e2e/smi_ingress/rollout-smi-ingress-canary.yaml";
+    let yaml = reference(path)?;
+    s.env.apply_yaml(&yaml).await?;
+    let name = "rollout-smi-ingress-canary";
+    s.wait(name, "Healthy", healthy).await?;
+    let ingresses: Api<Ingress> = Api::namespaced(s.client(), s.ns());
+    let canary_ingress = format!("{name}-{name}-stable-canary");
+    let split = "rollout-smi-ingress-canary-trafficsplit";
+    let weights = async || {
+        let ingress = ingresses.get_opt(&canary_ingress).await.ok().flatten()?;
+        let nginx = ingress
+            .metadata
+            .annotations?
+            .get("nginx.ingress.kubernetes.io/canary-weight")?
+            .parse::<i64>()
+            .ok()?;
+        let split = s
+            .dynamic(&traffic_splits())
+            .get_opt(split)
+            .await
+            .ok()
+            .flatten()?;
+        let smi = split.data["spec"]["backends"][0]["weight"].as_i64()?;
+        Some((nginx, smi))
+    };
+    assert_eq!(weights().await, Some((0, 0)));
+    s.set_image(name, name, "nginx:1.20-alpine").await?;
+    wait_for("both routers at 5", WAIT, || async {
+        (weights().await == Some((5, 5))).then_some(())
+    })
+    .await?;
+    s.wait(name, "Healthy on the new revision", |r| {
+        healthy(r)
+            && status_of(r).stable_rs == status_of(r).current_pod_hash
+            && status_of(r).current_step_index == Some(4)
+    })
+    .await?;
+    wait_for("both routers back at 0", WAIT, || async {
+        (weights().await == Some((0, 0))).then_some(())
+    })
+    .await?;
+    Ok(())
+}

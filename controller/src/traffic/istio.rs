@@ -222,9 +222,14 @@ fn http_routes(
     managed_routes: &[String],
 ) -> Result<Vec<usize>, String> {
     let named = config.routes.as_deref().unwrap_or_default();
+    let has_other = config.tls_routes.as_ref().is_some_and(|r| !r.is_empty())
+        || config.tcp_routes.as_ref().is_some_and(|r| !r.is_empty());
+    if has_other && http.is_empty() {
+        // A TLS- or TCP-only VirtualService: named HTTP routes have nothing to match (Argo's
+        // own manifests name `primary` there).
+        return Ok(Vec::new());
+    }
     if named.is_empty() {
-        let has_other = config.tls_routes.as_ref().is_some_and(|r| !r.is_empty())
-            || config.tcp_routes.as_ref().is_some_and(|r| !r.is_empty());
         if has_other {
             return Ok(Vec::new());
         }
@@ -390,7 +395,8 @@ pub fn set_weights(
             set_route_weights(&mut tcp[index], split, canary_weight, stable_weight, &what)?;
         }
     }
-    for key in ["tls", "tcp"] {
+    // Leave no empty list where the user had none.
+    for key in ["http", "tls", "tcp"] {
         if spec
             .get(key)
             .and_then(Value::as_array)
@@ -749,6 +755,17 @@ mod tests {
         let error =
             set_weights(&mut self::spec(), &unnamed, &host_split(), 1, 99, &[]).unwrap_err();
         assert!(error.contains("2 routes"), "{error}");
+        let mut tls_only = self::spec();
+        tls_only.remove("http");
+        tls_only.remove("tcp");
+        let mut config = self::config();
+        config.tcp_routes = None;
+        set_weights(&mut tls_only, &config, &host_split(), 5, 95, &[]).unwrap();
+        assert_eq!(tls_only["tls"][0]["route"][1]["weight"], 5);
+        assert!(
+            !tls_only.contains_key("http"),
+            "nothing added: {tls_only:?}"
+        );
     }
 
     #[test]
