@@ -219,12 +219,11 @@ impl TrafficRouter for NginxRouter {
         &'a self,
         route: &'a SetMirrorRoute,
     ) -> BoxFuture<'a, Result<(), TrafficError>> {
+        // NGINX canary Ingresses cannot mirror; as in Argo the step does nothing here (another
+        // router of the same Rollout may carry it).
         Box::pin(async move {
-            Err(malformed(
-                ROUTER,
-                format!("setMirrorRoute {:?}", route.name),
-                "NGINX Ingress cannot mirror traffic: remove the setMirrorRoute step or use the Gateway API or Istio router",
-            ))
+            tracing::debug!(route = %route.name, "NGINX router: setMirrorRoute has no effect");
+            Ok(())
         })
     }
 

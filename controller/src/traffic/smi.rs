@@ -160,19 +160,15 @@ impl TrafficRouter for SmiRouter {
         })
     }
 
+    // TrafficSplits route by weight only; as in Argo, header and mirror steps do nothing here
+    // (another router of the same Rollout may carry them).
     fn set_header_route<'a>(
         &'a self,
         route: &'a SetHeaderRoute,
     ) -> BoxFuture<'a, Result<(), TrafficError>> {
         Box::pin(async move {
-            Err(malformed(
-                ROUTER,
-                format!(
-                    "setHeaderRoute {:?}",
-                    route.name.as_deref().unwrap_or_default()
-                ),
-                "SMI TrafficSplits cannot route by header: use the Gateway API, Istio or NGINX router",
-            ))
+            tracing::debug!(route = ?route.name, "SMI router: setHeaderRoute has no effect");
+            Ok(())
         })
     }
 
@@ -181,11 +177,8 @@ impl TrafficRouter for SmiRouter {
         route: &'a SetMirrorRoute,
     ) -> BoxFuture<'a, Result<(), TrafficError>> {
         Box::pin(async move {
-            Err(malformed(
-                ROUTER,
-                format!("setMirrorRoute {:?}", route.name),
-                "SMI TrafficSplits cannot mirror traffic: use the Gateway API or Istio router",
-            ))
+            tracing::debug!(route = %route.name, "SMI router: setMirrorRoute has no effect");
+            Ok(())
         })
     }
 
