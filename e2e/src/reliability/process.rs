@@ -90,7 +90,7 @@ pub struct ControllerCommand {
     pub args: Vec<String>,
     /// Extra environment (e.g. `POD_NAME`, which names the leader-election identity).
     pub env: Vec<(String, String)>,
-    /// stderr (the controller's logs) is appended here.
+    /// stdout and stderr (the controller's logs) are appended here.
     pub log: PathBuf,
 }
 
@@ -129,7 +129,10 @@ impl ControllerProcess {
                 std::env::var("RAMP_E2E_CONTROLLER_LOG").unwrap_or_else(|_| "info".into()),
             )
             .envs(command.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::null())
+            // The controller logs to stdout (tracing's default); panics go to stderr.
+            .stdout(Stdio::from(log.try_clone().map_err(|e| {
+                format!("opening the controller log {}: {e}", command.log.display())
+            })?))
             .stderr(Stdio::from(log))
             .kill_on_drop(true);
         let child = process
