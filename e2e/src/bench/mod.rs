@@ -13,6 +13,7 @@ pub mod analysis;
 pub mod cluster;
 pub mod crash;
 pub mod gitops;
+pub mod noop;
 pub mod rollouts;
 pub mod scale;
 pub mod soak;
@@ -53,6 +54,11 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "reconcile",
         about: "Rollout reconcile time per Rollout and full resync of N Rollouts by a fresh controller",
         run: |args| Box::pin(rollouts::reconcile(args)),
+    },
+    Scenario {
+        name: "noop",
+        about: "writes by a resync of N healthy Rollouts and of an unchanged GitOps app (goal 0)",
+        run: |args| Box::pin(noop::run(args)),
     },
     Scenario {
         name: "analysis",

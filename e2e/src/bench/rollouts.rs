@@ -300,6 +300,89 @@ fn histogram_mean_ms(metrics: &str, family: &str) -> f64 {
     }
 }
 
+/// Creates `count` one-pod canaries in `namespace` and has a controller bring them all to
+/// Healthy; returns the seconds that took. The controller is stopped afterwards.
+pub async fn create_healthy(
+    client: &kube::Client,
+    kubeconfig: &std::path::Path,
+    namespace: &str,
+    count: usize,
+) -> Result<f64, BenchError> {
+    let rollouts: Api<Rollout> = Api::namespaced(client.clone(), namespace);
+    let first = InProcessController::start(kubeconfig, namespace, |_| {})
+        .await
+        .map_err(BenchError::Failed)?;
+    let began = Instant::now();
+    for index in 0..count {
+        let rollout = canary_rollout(
+            &format!("r{index:05}"),
+            1,
+            "demo:1",
+            json!({"steps": [{"setWeight": 50}]}),
+        );
+        rollouts
+            .create(&PostParams::default(), &rollout)
+            .await
+            .map_err(failed("creating Rollouts"))?;
+    }
+    wait_for(
+        &format!("{count} Rollouts Healthy"),
+        Duration::from_secs(60 + count as u64),
+        || async {
+            let list = rollouts.list(&ListParams::default()).await.ok()?;
+            (list.items.iter().filter(|r| healthy(r)).count() == count).then_some(())
+        },
+    )
+    .await
+    .map_err(BenchError::Failed)?;
+    let seconds = began.elapsed().as_secs_f64();
+    first.stop().await.map_err(BenchError::Failed)?;
+    Ok(seconds)
+}
+
+/// What a fresh controller did to bring its caches up and reconcile every Rollout once.
+pub struct Resync {
+    /// Start to every Rollout reconciled, in seconds.
+    pub resync_s: f64,
+    /// Mean time of one reconcile (the `rollout_reconcile` histogram), in milliseconds.
+    pub reconcile_ms: f64,
+    /// Patches and creates it sent, Events aside.
+    pub writes: f64,
+}
+
+/// Starts a fresh controller for `namespace`, waits until it reconciled `count` Rollouts, a
+/// moment more for any write to be sent, and stops it.
+pub async fn resync_once(
+    kubeconfig: &std::path::Path,
+    namespace: &str,
+    count: usize,
+) -> Result<Resync, BenchError> {
+    let began = Instant::now();
+    let controller = InProcessController::start(kubeconfig, namespace, |_| {})
+        .await
+        .map_err(BenchError::Failed)?;
+    wait_for("every Rollout reconciled", LIMIT, || async {
+        let metrics = controller.metrics().await.ok()?;
+        let done = counter_sum(&metrics, "rollout_reconcile_count", &[]);
+        (done >= count as f64).then_some(())
+    })
+    .await
+    .map_err(BenchError::Failed)?;
+    let resync_s = began.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let metrics = controller.metrics().await.map_err(BenchError::Failed)?;
+    let requests = "controller_clientset_k8s_request_total";
+    let writes = counter_sum(&metrics, requests, &["verb=\"Patch\""])
+        + counter_sum(&metrics, requests, &["verb=\"Create\""])
+        - counter_sum(&metrics, requests, &["verb=\"Create\"", "kind=\"events\""]);
+    controller.stop().await.map_err(BenchError::Failed)?;
+    Ok(Resync {
+        resync_s,
+        reconcile_ms: histogram_mean_ms(&metrics, "rollout_reconcile"),
+        writes,
+    })
+}
+
 /// Sum of a counter family's samples whose line contains every `filter`.
 fn counter_sum(metrics: &str, family: &str, filters: &[&str]) -> f64 {
     metrics
@@ -331,68 +414,18 @@ pub async fn reconcile(args: Vec<String>) -> Result<Report, BenchError> {
         .map_err(BenchError::Failed)?;
     let namespace = fresh_namespace(&client, "bench-reconcile").await?;
     let rollouts: Api<Rollout> = Api::namespaced(client.clone(), &namespace);
-    let first = InProcessController::start(cluster.kubeconfig_path(), &namespace, |_| {})
-        .await
-        .map_err(BenchError::Failed)?;
-    let began = Instant::now();
-    for index in 0..count {
-        let rollout = canary_rollout(
-            &format!("r{index:05}"),
-            1,
-            "demo:1",
-            json!({"steps": [{"setWeight": 50}]}),
-        );
-        rollouts
-            .create(&PostParams::default(), &rollout)
-            .await
-            .map_err(failed("creating Rollouts"))?;
-    }
-    wait_for(
-        &format!("{count} Rollouts Healthy"),
-        Duration::from_secs(60 + count as u64),
-        || async {
-            let list = rollouts.list(&ListParams::default()).await.ok()?;
-            (list.items.iter().filter(|r| healthy(r)).count() == count).then_some(())
-        },
-    )
-    .await
-    .map_err(BenchError::Failed)?;
-    let rollout_to_healthy_s = began.elapsed().as_secs_f64();
-    first.stop().await.map_err(BenchError::Failed)?;
+    let rollout_to_healthy_s =
+        create_healthy(&client, cluster.kubeconfig_path(), &namespace, count).await?;
 
     let mut resync = Samples::new();
     let mut per_rollout = Samples::new();
     let mut writes = Samples::new();
     let mut list_ms = Samples::new();
     for run in 0..runs {
-        let began = Instant::now();
-        let controller = InProcessController::start(cluster.kubeconfig_path(), &namespace, |_| {})
-            .await
-            .map_err(BenchError::Failed)?;
-        let metrics = wait_for("every Rollout reconciled", LIMIT, || async {
-            let metrics = controller.metrics().await.ok()?;
-            let done = counter_sum(&metrics, "rollout_reconcile_count", &[]);
-            (done >= count as f64).then_some(metrics)
-        })
-        .await
-        .map_err(BenchError::Failed)?;
-        resync.push(began.elapsed().as_secs_f64());
-        per_rollout.push(histogram_mean_ms(&metrics, "rollout_reconcile"));
-        let written = counter_sum(
-            &metrics,
-            "controller_clientset_k8s_request_total",
-            &["verb=\"Patch\""],
-        ) + counter_sum(
-            &metrics,
-            "controller_clientset_k8s_request_total",
-            &["verb=\"Create\""],
-        ) - counter_sum(
-            &metrics,
-            "controller_clientset_k8s_request_total",
-            &["verb=\"Create\"", "kind=\"events\""],
-        );
-        writes.push(written);
-        controller.stop().await.map_err(BenchError::Failed)?;
+        let figures = resync_once(cluster.kubeconfig_path(), &namespace, count).await?;
+        resync.push(figures.resync_s);
+        per_rollout.push(figures.reconcile_ms);
+        writes.push(figures.writes);
         let listed = Instant::now();
         rollouts
             .list(&ListParams::default())
