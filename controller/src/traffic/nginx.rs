@@ -171,17 +171,28 @@ impl NginxRouter {
                         .await
                         .map_err(|e| api_error(ROUTER, canary_id, e))?;
                 }
-                Some(mut existing) => {
+                Some(existing) => {
                     let same = serde_json::to_value(&existing.spec).ok()
                         == serde_json::to_value(&desired.spec).ok()
                         && existing.metadata.annotations == desired.metadata.annotations;
                     if same {
                         continue;
                     }
-                    existing.spec = desired.spec;
-                    existing.metadata.annotations = desired.metadata.annotations;
-                    existing.status = None;
-                    api.replace(&name, &objects::post_params(), &existing)
+                    // A merge patch of what differs, on condition that the Ingress is still
+                    // the version read (so a concurrent edit is re-read, never overwritten).
+                    let as_value = |spec: &Option<IngressSpec>, annotations| {
+                        serde_json::json!({
+                            "metadata": {"annotations": annotations},
+                            "spec": spec,
+                        })
+                    };
+                    let mut patch = objects::merge_patch(
+                        &as_value(&existing.spec, &existing.metadata.annotations),
+                        &as_value(&desired.spec, &desired.metadata.annotations),
+                    );
+                    patch["metadata"]["resourceVersion"] =
+                        serde_json::json!(existing.metadata.resource_version);
+                    api.patch(&name, &objects::params(), &kube::api::Patch::Merge(&patch))
                         .await
                         .map_err(|e| api_error(ROUTER, canary_id, e))?;
                 }

@@ -107,6 +107,32 @@ pub async fn patch_spec(
         .map_err(|error| api_error(router, describe(resource, &namespace, &name), error))
 }
 
+/// The JSON merge patch (RFC 7386) that turns `old` into `new`: keys `new` lacks become
+/// `null`, objects are compared key by key, anything else is replaced when it differs.
+pub fn merge_patch(old: &Value, new: &Value) -> Value {
+    match (old, new) {
+        (Value::Object(old), Value::Object(new)) => {
+            let mut patch = serde_json::Map::new();
+            for key in old.keys().filter(|key| !new.contains_key(*key)) {
+                patch.insert(key.clone(), Value::Null);
+            }
+            for (key, value) in new {
+                match old.get(key) {
+                    Some(before) if before == value => {}
+                    Some(before) if before.is_object() && value.is_object() => {
+                        patch.insert(key.clone(), merge_patch(before, value));
+                    }
+                    _ => {
+                        patch.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+            Value::Object(patch)
+        }
+        (_, new) => new.clone(),
+    }
+}
+
 /// Creates an object Ramp owns.
 pub async fn create(
     client: &Client,
@@ -206,5 +232,21 @@ mod tests {
         };
         assert!(!rollout.owns(Some(&[not_controller])));
         assert!(!rollout.owns(None));
+    }
+}
+
+#[cfg(test)]
+mod merge_patch_tests {
+    use super::*;
+
+    #[test]
+    fn removed_keys_become_null_and_nested_objects_are_diffed() {
+        let old = json!({"a": 1, "gone": "x", "nested": {"keep": 1, "drop": 2}, "list": [1, 2]});
+        let new = json!({"a": 1, "nested": {"keep": 1, "add": 3}, "list": [2]});
+        assert_eq!(
+            merge_patch(&old, &new),
+            json!({"gone": null, "nested": {"drop": null, "add": 3}, "list": [2]})
+        );
+        assert_eq!(merge_patch(&new, &new), json!({}));
     }
 }
