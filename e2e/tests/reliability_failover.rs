@@ -116,9 +116,11 @@ async fn the_follower_takes_over_a_killed_leader_and_they_never_both_write() -> 
         holder(&leases.get(DEFAULT_LEASE_NAME).await?).as_deref(),
         Some("ramp-a")
     );
-    let killed_at = k8s_openapi::jiff::Timestamp::now();
     let killed = Instant::now();
     leader.kill9().await?;
+    // ramp-a is dead and reaped: no request of its can begin after this moment (one sent
+    // just before the kill may still be answered after it).
+    let dead_at = k8s_openapi::jiff::Timestamp::now();
 
     let lease = wait_for("ramp-b to take the Lease", WAIT, || async {
         let lease = leases.get_opt(DEFAULT_LEASE_NAME).await.ok().flatten()?;
@@ -168,8 +170,8 @@ async fn the_follower_takes_over_a_killed_leader_and_they_never_both_write() -> 
     .await?;
     assert!(follower.running(), "ramp-b keeps leading");
 
-    // The request logs: ramp-a's writes all ended before it was killed, ramp-b's all began
-    // after it acquired the Lease.
+    // The request logs: ramp-a's writes all began before it died and ended before ramp-b's
+    // first; ramp-b's all began after it acquired the Lease.
     let a_log = proxies[0].requests();
     let b_log = proxies[1].requests();
     let a_writes = work_writes(&a_log);
@@ -188,10 +190,17 @@ async fn the_follower_takes_over_a_killed_leader_and_they_never_both_write() -> 
         b_writes.len(),
         describe(b_first)
     );
+    let a_latest_start = a_writes.iter().max_by_key(|r| r.at).expect("not empty");
     assert!(
-        a_last.at + a_last.took <= killed_at,
-        "ramp-a wrote after it was killed: {}",
-        describe(a_last)
+        a_latest_start.at <= dead_at,
+        "ramp-a began a write after it was killed: {}",
+        describe(a_latest_start)
+    );
+    assert!(
+        a_last.at + a_last.took <= b_first.at,
+        "ramp-a's last write {} overlaps ramp-b's first {}",
+        describe(a_last),
+        describe(b_first)
     );
     assert!(
         b_first.at >= acquired,
