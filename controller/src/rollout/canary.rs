@@ -756,41 +756,6 @@ fn step_completed(p: &mut Planner<'_>) -> bool {
     false
 }
 
-/// A rollback to a ReplicaSet at most `rollbackWindow.revisions` back skips the steps.
-fn rollback_within_window(p: &Planner<'_>) -> bool {
-    let (Some(new), Some(stable)) = (p.sets.new.as_deref(), p.sets.stable.as_deref()) else {
-        return false;
-    };
-    let (Some(new_created), Some(stable_created)) = (new.created(), stable.created()) else {
-        return false;
-    };
-    if new_created >= stable_created {
-        return false;
-    }
-    let window = p
-        .rollout
-        .spec
-        .rollback_window
-        .as_ref()
-        .and_then(|w| w.revisions)
-        .filter(|r| *r > 0);
-    let Some(revisions) = window else {
-        return false;
-    };
-    let between = p
-        .sets
-        .all
-        .iter()
-        .filter(|rs| {
-            !rs.annotations()
-                .contains_key("experiment.argoproj.io/experiment-name")
-        })
-        .filter_map(|rs| rs.created())
-        .filter(|created| *created < stable_created && new_created < *created)
-        .count();
-    i32::try_from(between).unwrap_or(i32::MAX) < revisions
-}
-
 /// Why the new ReplicaSet should become stable now, if it should.
 fn full_promotion_reason(p: &Planner<'_>) -> Option<String> {
     if p.sets.stable.is_none() {
@@ -806,7 +771,7 @@ fn full_promotion_reason(p: &Planner<'_>) -> Option<String> {
     if p.status().promote_full == Some(true) {
         return Some("Full promotion requested".into());
     }
-    if rollback_within_window(p) {
+    if replicasets::rollback_within_window(p) {
         return Some("Rollback within window".into());
     }
     let count = steps::count(p.rollout);
@@ -883,7 +848,7 @@ fn sync_status(p: &mut Planner<'_>) {
             if p.stable_rs_hash() == new_rs.pod_hash() {
                 p.event(SKIP_STEPS_REASON, "Rollback to stable ReplicaSets");
                 new.current_step_index = Some(count_i32);
-            } else if rollback_within_window(p) && new_rs.is_active() {
+            } else if replicasets::rollback_within_window(p) && new_rs.is_active() {
                 p.event(
                     SKIP_STEPS_REASON,
                     "Rollback to active ReplicaSets within RollbackWindow",
@@ -895,7 +860,7 @@ fn sync_status(p: &mut Planner<'_>) {
         return;
     }
 
-    if p.status().promote_full == Some(true) || rollback_within_window(p) {
+    if p.status().promote_full == Some(true) || replicasets::rollback_within_window(p) {
         p.pause.clear_pauses();
         p.pause.remove_abort();
         if count > 0 {
