@@ -14,6 +14,7 @@
 //! Rollouts, so a deleted Rollout disappears from them at once and nothing per Rollout is
 //! kept in memory between scrapes. The request counter is a layer on the Kubernetes client.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -301,10 +302,20 @@ impl Collector for RolloutInfo {
 }
 
 /// Counts every request the Kubernetes client makes (`controller_clientset_k8s_request_total`).
+///
+/// The `name` label names objects that come and go (each revision's ReplicaSet and
+/// AnalysisRuns), so the series of an object are dropped once a request finds it deleted (a
+/// DELETE that succeeds or answers 404, a GET that answers 404): without that, every
+/// revision a long-lived controller rolls out would add series forever.
 #[derive(Clone, Default)]
 pub struct RequestCounter {
     requests: Family<RequestLabels, Counter>,
+    /// The label sets recorded for each named object, so they can be dropped together.
+    objects: Arc<Mutex<HashMap<ObjectKey, HashSet<RequestLabels>>>>,
 }
+
+/// `(kind, namespace, name)` of a request's object.
+type ObjectKey = (String, String, String);
 
 impl RequestCounter {
     pub fn register(registry: &mut Registry) -> RequestCounter {
@@ -315,6 +326,39 @@ impl RequestCounter {
             counter.requests.clone(),
         );
         counter
+    }
+
+    /// Counts one request, then forgets the object's series if the request found it gone.
+    fn count(&self, labels: RequestLabels) {
+        if labels.name.is_empty() {
+            self.requests.get_or_create(&labels).inc();
+            return;
+        }
+        let key = (
+            labels.kind.clone(),
+            labels.namespace.clone(),
+            labels.name.clone(),
+        );
+        let gone = match (labels.verb.as_str(), labels.status_code.as_str()) {
+            ("Delete", code) => code.starts_with('2') || code == "404",
+            ("Get", "404") => true,
+            _ => false,
+        };
+        let mut objects = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        if gone {
+            for recorded in objects.remove(&key).into_iter().flatten() {
+                self.requests.remove(&recorded);
+            }
+            self.requests.remove(&labels);
+            return;
+        }
+        self.requests.get_or_create(&labels).inc();
+        objects.entry(key).or_default().insert(labels);
+    }
+
+    /// Named objects with series, for tests and the footprint figures.
+    pub fn objects(&self) -> usize {
+        self.objects.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
 
@@ -411,7 +455,7 @@ where
             if watch {
                 labels.verb = "Watch".into();
             }
-            counter.requests.get_or_create(&labels).inc();
+            counter.count(labels);
             response
         })
     }
@@ -513,6 +557,63 @@ pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CON
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(counter: &RequestCounter, method: http::Method, path: &str, status: u16) {
+        counter.count(RequestLabels::of(&method, path, status));
+    }
+
+    fn exposition(counter: &RequestCounter) -> String {
+        let mut registry = Registry::default();
+        registry.register("requests", "test", counter.requests.clone());
+        render(&registry).expect("renders")
+    }
+
+    #[test]
+    fn a_deleted_objects_series_are_dropped_and_others_kept() {
+        let counter = RequestCounter::default();
+        let rs = "/apis/apps/v1/namespaces/shop/replicasets/web-5d8f";
+        request(&counter, http::Method::GET, rs, 200);
+        request(&counter, http::Method::PATCH, rs, 200);
+        request(&counter, http::Method::PATCH, rs, 409);
+        request(
+            &counter,
+            http::Method::GET,
+            "/apis/apps/v1/namespaces/shop/replicasets/web-77aa",
+            200,
+        );
+        request(
+            &counter,
+            http::Method::GET,
+            "/apis/apps/v1/namespaces/shop/replicasets",
+            200,
+        );
+        assert_eq!(counter.objects(), 2);
+        assert!(exposition(&counter).contains("name=\"web-5d8f\""));
+
+        request(&counter, http::Method::DELETE, rs, 200);
+        let text = exposition(&counter);
+        assert!(!text.contains("web-5d8f"), "{text}");
+        assert!(text.contains("name=\"web-77aa\""), "{text}");
+        assert!(text.contains("verb=\"List\""), "{text}");
+        assert_eq!(counter.objects(), 1);
+
+        // An object found gone by a GET is forgotten too; a failed DELETE keeps it.
+        request(
+            &counter,
+            http::Method::DELETE,
+            "/apis/apps/v1/namespaces/shop/replicasets/web-77aa",
+            500,
+        );
+        assert_eq!(counter.objects(), 1);
+        request(
+            &counter,
+            http::Method::GET,
+            "/apis/apps/v1/namespaces/shop/replicasets/web-77aa",
+            404,
+        );
+        assert_eq!(counter.objects(), 0);
+        assert!(!exposition(&counter).contains("web-77aa"));
+    }
 
     #[test]
     fn request_labels_from_paths() {
