@@ -686,7 +686,11 @@ fn scale_down_others(p: &mut Planner<'_>) -> bool {
             .cmp(&a.revision().unwrap_or(-1))
             .then_with(|| b.created().cmp(&a.created()))
     });
-    let mut annotated = 0;
+    let delay = strategy
+        .scale_down_delay_seconds
+        .unwrap_or(DEFAULT_SCALE_DOWN_DELAY_SECONDS);
+    let limit = strategy.scale_down_delay_revision_limit;
+    let mut kept = 0;
     let mut scaled = false;
     for rs in &others {
         if is_referenced(p, rs) {
@@ -696,46 +700,12 @@ fn scale_down_others(p: &mut Planner<'_>) -> bool {
         if size == 0 {
             continue;
         }
-        let desired = scale_down_delay(p, rs, size, &mut annotated);
+        let desired = replicasets::scale_down_after_delay(p, rs, size, delay, limit, &mut kept);
         if desired != size {
             scaled |= replicasets::scale(p, rs, desired, false);
         }
     }
     scaled
-}
-
-/// Keeps an old ReplicaSet for `scaleDownDelaySeconds` after the active Service left it (at
-/// most `scaleDownDelayRevisionLimit` of them); returns the size it should have now.
-fn scale_down_delay(p: &mut Planner<'_>, rs: &ReplicaSet, size: i32, annotated: &mut i32) -> i32 {
-    let strategy = strategy(p);
-    let limit = strategy.scale_down_delay_revision_limit.unwrap_or(i32::MAX);
-    let seconds = strategy
-        .scale_down_delay_seconds
-        .unwrap_or(DEFAULT_SCALE_DOWN_DELAY_SECONDS);
-    if !rs.has_scale_down_deadline() {
-        if *annotated >= limit {
-            return 0;
-        }
-        *annotated += 1;
-        if seconds <= 0 {
-            return 0;
-        }
-        let delay = SignedDuration::from_secs(i64::from(seconds));
-        replicasets::add_scale_down_deadline(p, rs, delay);
-        p.requeue_after(Duration::try_from(delay).unwrap_or(Duration::ZERO));
-        return size;
-    }
-    *annotated += 1;
-    if *annotated > limit {
-        return 0;
-    }
-    match replicasets::time_to_deadline(rs, p.now) {
-        Some(remaining) => {
-            p.requeue_after(Duration::try_from(remaining).unwrap_or(Duration::ZERO));
-            size
-        }
-        None => 0,
-    }
 }
 
 /// Whether a ReplicaSet still takes traffic or is the one being rolled out: recorded in the

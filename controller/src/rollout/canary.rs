@@ -577,7 +577,7 @@ fn reconcile_others(p: &mut Planner<'_>) -> bool {
     let routed = strategy.traffic_routing.is_some();
     let dynamic = strategy.dynamic_stable_scale == Some(true);
     let fully_promoted = p.fully_promoted();
-    let mut annotated = 0;
+    let mut kept = 0;
     let mut scaled_down = 0;
     for rs in &others {
         if routed && is_referenced(p, rs) {
@@ -596,7 +596,9 @@ fn reconcile_others(p: &mut Planner<'_>) -> bool {
                 desired = size - max_scale_down;
             }
         } else if (fully_promoted || rs.has_scale_down_deadline()) && !dynamic {
-            desired = scale_down_delay(p, rs, size, &mut annotated);
+            let delay = strategy.scale_down_delay_seconds.unwrap_or(30);
+            let limit = strategy.scale_down_delay_revision_limit;
+            desired = replicasets::scale_down_after_delay(p, rs, size, delay, limit, &mut kept);
         }
         if size == desired {
             continue;
@@ -606,35 +608,6 @@ fn reconcile_others(p: &mut Planner<'_>) -> bool {
         scaled_down += size - desired;
     }
     scaled_down > 0
-}
-
-/// Keeps an old ReplicaSet for `scaleDownDelaySeconds` after traffic left it (at most
-/// `scaleDownDelayRevisionLimit` of them); returns the size it should have now.
-fn scale_down_delay(p: &mut Planner<'_>, rs: &ReplicaSet, size: i32, annotated: &mut i32) -> i32 {
-    let strategy = strategy(p);
-    let limit = strategy.scale_down_delay_revision_limit.unwrap_or(i32::MAX);
-    let delay =
-        SignedDuration::from_secs(i64::from(strategy.scale_down_delay_seconds.unwrap_or(30)));
-    if !rs.has_scale_down_deadline() {
-        if *annotated < limit && !delay.is_zero() {
-            *annotated += 1;
-            replicasets::add_scale_down_deadline(p, rs, delay);
-            p.requeue_after(Duration::try_from(delay).unwrap_or(Duration::ZERO));
-            return size;
-        }
-        return 0;
-    }
-    *annotated += 1;
-    if *annotated > limit {
-        return 0;
-    }
-    match replicasets::time_to_deadline(rs, p.now) {
-        Some(remaining) => {
-            p.requeue_after(Duration::try_from(remaining).unwrap_or(Duration::ZERO));
-            size
-        }
-        None => 0,
-    }
 }
 
 /// Whether a ReplicaSet still receives traffic (recorded in status or selected by a Service).

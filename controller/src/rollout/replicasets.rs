@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::{
@@ -516,6 +517,77 @@ pub fn time_to_deadline(rs: &ReplicaSet, now: Timestamp) -> Option<SignedDuratio
     (deadline > now).then(|| deadline.duration_since(now))
 }
 
+/// What `scaleDownDelaySeconds` asks of an old ReplicaSet that no Service or router sends
+/// traffic to any more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DelayedScaleDown {
+    /// Keep it at its size and start its delay: a deadline this far from now.
+    StartDelay(SignedDuration),
+    /// Keep it at the Rollout's size until its deadline, this far away.
+    Wait(SignedDuration),
+    /// Scale it to zero now.
+    ScaleDown,
+}
+
+/// Argo's `scaleDownDelayHelper`, shared by blue-green and the traffic-routed canary. The
+/// old ReplicaSets are visited newest revision first; `kept` counts those held up for a
+/// delay, and once `limit` (`scaleDownDelayRevisionLimit`) of them are held the rest go.
+///
+/// A ReplicaSet counts against the limit when it is held up, or carries a deadline (an expired
+/// one included, as in Argo). One without a deadline while the delay is 0 is scaled down at
+/// once and does not count: Argo keeps it up forever then and counts it (argo-rollouts#1992,
+/// a bug by its own documentation), so `0` here means what the field says, no delay.
+pub fn delayed_scale_down(
+    rs: &ReplicaSet,
+    now: Timestamp,
+    delay_seconds: i32,
+    limit: Option<i32>,
+    kept: &mut i32,
+) -> DelayedScaleDown {
+    let limit = limit.unwrap_or(i32::MAX);
+    if !rs.has_scale_down_deadline() {
+        if delay_seconds <= 0 || *kept >= limit {
+            return DelayedScaleDown::ScaleDown;
+        }
+        *kept += 1;
+        return DelayedScaleDown::StartDelay(SignedDuration::from_secs(i64::from(delay_seconds)));
+    }
+    *kept += 1;
+    if *kept > limit {
+        return DelayedScaleDown::ScaleDown;
+    }
+    match time_to_deadline(rs, now) {
+        Some(remaining) => DelayedScaleDown::Wait(remaining),
+        None => DelayedScaleDown::ScaleDown,
+    }
+}
+
+/// Applies [`delayed_scale_down`] to an old ReplicaSet now at `size`: sets its deadline and
+/// asks to look again when the delay ends. Returns the size it should have now.
+pub fn scale_down_after_delay(
+    p: &mut Planner<'_>,
+    rs: &ReplicaSet,
+    size: i32,
+    delay_seconds: i32,
+    limit: Option<i32>,
+    kept: &mut i32,
+) -> i32 {
+    match delayed_scale_down(rs, p.now, delay_seconds, limit, kept) {
+        DelayedScaleDown::StartDelay(delay) => {
+            add_scale_down_deadline(p, rs, delay);
+            p.requeue_after(Duration::try_from(delay).unwrap_or(Duration::ZERO));
+            size
+        }
+        DelayedScaleDown::Wait(remaining) => {
+            p.requeue_after(Duration::try_from(remaining).unwrap_or(Duration::ZERO));
+            // Argo's size for a ReplicaSet in its delay: a going back is at full size, and a
+            // scaling event meanwhile resizes it too (its desired-replicas annotation follows).
+            p.replicas()
+        }
+        DelayedScaleDown::ScaleDown => 0,
+    }
+}
+
 /// Whether the new ReplicaSet is an older one the Rollout went back to, at most
 /// `rollbackWindow.revisions` revisions behind the stable one (Argo's
 /// `isRollbackWithinWindow`): such a rollback skips steps, pauses and analysis.
@@ -582,5 +654,93 @@ pub fn cleanup_history(p: &mut Planner<'_>) {
         }
         p.plan.replica_set_deletes.push(rs.name_any());
         super::analysis::delete_runs_of_revision(p, rs.pod_hash());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + second).unwrap()
+    }
+
+    /// An old ReplicaSet, with a scale-down deadline at `deadline` when given.
+    fn old(deadline: Option<Timestamp>) -> ReplicaSet {
+        let mut rs = ReplicaSet::default();
+        if let Some(deadline) = deadline {
+            rs.metadata.annotations = Some(BTreeMap::from([(
+                SCALE_DOWN_DEADLINE_ANNOTATION.to_string(),
+                deadline.to_string(),
+            )]));
+        }
+        rs
+    }
+
+    /// The decisions for old ReplicaSets visited newest first, as both strategies visit them.
+    fn decide(
+        sets: &[ReplicaSet],
+        delay_seconds: i32,
+        limit: Option<i32>,
+    ) -> Vec<DelayedScaleDown> {
+        let mut kept = 0;
+        sets.iter()
+            .map(|rs| delayed_scale_down(rs, at(0), delay_seconds, limit, &mut kept))
+            .collect()
+    }
+
+    #[test]
+    fn an_old_replica_set_starts_its_delay_then_waits_for_its_deadline() {
+        use DelayedScaleDown::*;
+        assert_eq!(
+            decide(&[old(None)], 30, None),
+            [StartDelay(SignedDuration::from_secs(30))]
+        );
+        assert_eq!(
+            decide(&[old(Some(at(10)))], 30, None),
+            [Wait(SignedDuration::from_secs(10))]
+        );
+        assert_eq!(decide(&[old(Some(at(0)))], 30, None), [ScaleDown]);
+        assert_eq!(
+            decide(&[old(Some(at(-5)))], 30, None),
+            [ScaleDown],
+            "a deadline passed"
+        );
+    }
+
+    #[test]
+    fn the_revision_limit_keeps_only_the_newest_old_revisions_up() {
+        use DelayedScaleDown::*;
+        let sets = [old(None), old(Some(at(20))), old(Some(at(20))), old(None)];
+        assert_eq!(
+            decide(&sets, 30, Some(2)),
+            [
+                StartDelay(SignedDuration::from_secs(30)),
+                Wait(SignedDuration::from_secs(20)),
+                ScaleDown,
+                ScaleDown,
+            ]
+        );
+        assert_eq!(decide(&sets, 30, Some(0)), [ScaleDown; 4]);
+    }
+
+    #[test]
+    fn an_expired_deadline_still_counts_against_the_limit() {
+        use DelayedScaleDown::*;
+        let sets = [old(Some(at(-1))), old(Some(at(20)))];
+        assert_eq!(decide(&sets, 30, Some(1)), [ScaleDown, ScaleDown]);
+    }
+
+    #[test]
+    fn without_a_delay_old_revisions_go_at_once_and_do_not_use_up_the_limit() {
+        use DelayedScaleDown::*;
+        // Revision 3 goes at once; revision 2, delayed before the delay was set to 0, keeps
+        // the one place the limit leaves.
+        let sets = [old(None), old(Some(at(20))), old(Some(at(20)))];
+        assert_eq!(
+            decide(&sets, 0, Some(1)),
+            [ScaleDown, Wait(SignedDuration::from_secs(20)), ScaleDown]
+        );
+        assert_eq!(decide(&[old(None)], -5, None), [ScaleDown]);
     }
 }

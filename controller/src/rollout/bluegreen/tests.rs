@@ -875,6 +875,46 @@ fn scale_down_delay_revision_limit_keeps_only_the_newest_old_revisions() {
 }
 
 #[test]
+fn an_old_revision_in_its_delay_follows_a_scaling_event() {
+    let v2 = hash("web:2");
+    let mut r = rollout()
+        .image("web:2")
+        .revision("2")
+        .status(&v2, &v2, &v2, &v2)
+        .build();
+    r.spec.replicas = Some(5);
+    let sets = vec![
+        with_deadline(replica_set("web:1", 1, 3, 3, 0), at(20)),
+        replica_set("web:2", 2, 3, 3, 10),
+    ];
+    let plan = super::super::plan(&observed(r, sets, Some(&v2), Some(&v2)), at(0));
+    assert_eq!(
+        sizes(&plan),
+        BTreeMap::from([(name("web:1"), 5), (name("web:2"), 5)]),
+        "a going back within the delay finds the old revision at the new size"
+    );
+    assert_eq!(plan.requeue_after, Some(std::time::Duration::from_secs(20)));
+}
+
+#[test]
+fn a_scale_down_delay_of_zero_scales_the_old_revision_down_at_once() {
+    let v2 = hash("web:2");
+    let r = rollout()
+        .image("web:2")
+        .revision("2")
+        .blue_green(|b| b.scale_down_delay_seconds = Some(0))
+        .status(&v2, &v2, &v2, &v2)
+        .build();
+    let sets = vec![
+        replica_set("web:1", 1, 3, 3, 0),
+        replica_set("web:2", 2, 3, 3, 10),
+    ];
+    let plan = super::super::plan(&observed(r, sets, Some(&v2), Some(&v2)), at(0));
+    assert_eq!(sizes(&plan), BTreeMap::from([(name("web:1"), 0)]));
+    assert_eq!(deadline_of(&plan, &name("web:1")), None);
+}
+
+#[test]
 fn an_undo_within_the_scale_down_delay_switches_back_without_pause() {
     let (v1, v2) = (hash("web:1"), hash("web:2"));
     let r = rollout()
