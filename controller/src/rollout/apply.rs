@@ -428,6 +428,16 @@ fn replica_set_patch(update: &ReplicaSetUpdate) -> Value {
     if let Some(annotations) = &update.template_annotations {
         patch["spec"]["template"]["metadata"]["annotations"] = json!(annotations);
     }
+    if let Some(anti) = &update.template_pod_anti_affinity {
+        // Both lists named (null when absent): a merge patch replaces lists whole and keeps
+        // keys it does not mention.
+        patch["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"] = json!({
+            "preferredDuringSchedulingIgnoredDuringExecution":
+                anti.preferred_during_scheduling_ignored_during_execution,
+            "requiredDuringSchedulingIgnoredDuringExecution":
+                anti.required_during_scheduling_ignored_during_execution,
+        });
+    }
     patch
 }
 

@@ -17,7 +17,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::api::core::v1::{PodAntiAffinity, PodTemplateSpec};
 use k8s_openapi::jiff::Timestamp;
 
 use super::observe::{Observed, ReplicaSetExt};
@@ -110,6 +110,9 @@ pub struct ReplicaSetUpdate {
     /// Replacement pod-template metadata (ephemeral labels and annotations).
     pub template_labels: Option<BTreeMap<String, Option<String>>>,
     pub template_annotations: Option<BTreeMap<String, Option<String>>>,
+    /// Replacement `podAntiAffinity` of the pod template (the injected `antiAffinity` term
+    /// re-pointed at a new stable revision).
+    pub template_pod_anti_affinity: Option<PodAntiAffinity>,
 }
 
 /// A write to an AnalysisRun the Rollout owns.

@@ -161,12 +161,16 @@ pub fn sync_revision(p: &mut Planner<'_>, create: bool) {
         .and_then(|s| s.min_ready_seconds)
         .unwrap_or(0)
         != min_ready;
-    if !changed.is_empty() || min_ready_changed {
+    let anti_affinity = repointed_anti_affinity(&new, p.rollout, p.stable_rs_hash());
+    if !changed.is_empty() || min_ready_changed || anti_affinity.is_some() {
         let name = new.name_any();
         let update = p.replica_set_update(&name);
         update.annotations.extend(changed);
         if min_ready_changed {
             update.min_ready_seconds = Some(min_ready);
+        }
+        if anti_affinity.is_some() {
+            update.template_pod_anti_affinity = anti_affinity;
         }
         // Argo records the Rollout's revision on the next pass, once the ReplicaSet holds it.
         return;
@@ -416,6 +420,99 @@ fn injected_affinity(
             .push(term),
     }
     Some(affinity)
+}
+
+/// The new ReplicaSet's `podAntiAffinity` when its injected `antiAffinity` term no longer
+/// selects the stable revision's pods: the stable one changed since the ReplicaSet was created
+/// (a going back to an older revision). `None` when nothing is to change. As in Argo
+/// (`IfInjectedAntiAffinityRuleNeedsUpdate`), the ReplicaSet of the stable revision itself is
+/// left alone; unlike Argo, a ReplicaSet created without the term (the first revision, or
+/// before `antiAffinity` was set) gets it too, so the pods it starts beside the stable ones
+/// keep off their nodes like those of any other update.
+pub fn repointed_anti_affinity(
+    rs: &ReplicaSet,
+    rollout: &Rollout,
+    stable_hash: &str,
+) -> Option<PodAntiAffinity> {
+    let anti = anti_affinity(rollout)?;
+    let new_hash = rs.pod_hash();
+    if stable_hash.is_empty() || new_hash.is_empty() || stable_hash == new_hash {
+        return None;
+    }
+    let current = rs
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.as_ref())
+        .and_then(|t| t.spec.as_ref())
+        .and_then(|s| s.affinity.clone());
+    let preferred = anti
+        .preferred_during_scheduling_ignored_during_execution
+        .is_some();
+    let terms: Vec<&PodAffinityTerm> = {
+        let pod_anti = current.as_ref().and_then(|a| a.pod_anti_affinity.as_ref());
+        if preferred {
+            pod_anti
+                .and_then(|a| {
+                    a.preferred_during_scheduling_ignored_during_execution
+                        .as_ref()
+                })
+                .into_iter()
+                .flatten()
+                .map(|w| &w.pod_affinity_term)
+                .collect()
+        } else {
+            pod_anti
+                .and_then(|a| {
+                    a.required_during_scheduling_ignored_during_execution
+                        .as_ref()
+                })
+                .into_iter()
+                .flatten()
+                .collect()
+        }
+    };
+    let injected = terms.iter().position(|term| is_injected_term(term));
+    if let Some(index) = injected
+        && selects_only(terms[index], stable_hash)
+    {
+        return None;
+    }
+    let mut affinity = current.unwrap_or_default();
+    if let (Some(index), Some(pod_anti)) = (injected, affinity.pod_anti_affinity.as_mut()) {
+        if preferred {
+            if let Some(list) = pod_anti
+                .preferred_during_scheduling_ignored_during_execution
+                .as_mut()
+            {
+                list.remove(index);
+            }
+        } else if let Some(list) = pod_anti
+            .required_during_scheduling_ignored_during_execution
+            .as_mut()
+        {
+            list.remove(index);
+        }
+    }
+    injected_affinity(Some(affinity), Some(anti), stable_hash, new_hash, rollout)
+        .and_then(|a| a.pod_anti_affinity)
+}
+
+/// The term `antiAffinity` injects: it selects pods by their pod-template hash.
+fn is_injected_term(term: &PodAffinityTerm) -> bool {
+    term.label_selector
+        .as_ref()
+        .and_then(|s| s.match_expressions.as_ref())
+        .is_some_and(|e| e.iter().any(|r| r.key == POD_TEMPLATE_HASH_LABEL))
+}
+
+fn selects_only(term: &PodAffinityTerm, hash: &str) -> bool {
+    term.label_selector
+        .as_ref()
+        .and_then(|s| s.match_expressions.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|r| r.key == POD_TEMPLATE_HASH_LABEL)
+        .all(|r| r.operator == "In" && r.values.as_deref() == Some(&[hash.to_string()][..]))
 }
 
 /// Scales a ReplicaSet (and refreshes its `desired-replicas` annotation), with Argo's
@@ -687,6 +784,90 @@ mod tests {
         sets.iter()
             .map(|rs| delayed_scale_down(rs, at(0), delay_seconds, limit, &mut kept))
             .collect()
+    }
+
+    fn anti_affine_rollout() -> Rollout {
+        use crate::api::{
+            AntiAffinity, BlueGreenStrategy, RequiredAntiAffinity, RolloutSpec, RolloutStrategy,
+        };
+        let mut rollout = Rollout::new(
+            "web",
+            RolloutSpec {
+                strategy: Some(RolloutStrategy {
+                    blue_green: Some(BlueGreenStrategy {
+                        active_service: "web-active".into(),
+                        anti_affinity: Some(AntiAffinity {
+                            required_during_scheduling_ignored_during_execution: Some(
+                                RequiredAntiAffinity {},
+                            ),
+                            preferred_during_scheduling_ignored_during_execution: None,
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        );
+        rollout.metadata.namespace = Some("shop".into());
+        rollout
+    }
+
+    fn with_hash(hash: &str) -> ReplicaSet {
+        let mut rs = ReplicaSet::default();
+        rs.metadata.labels = Some(BTreeMap::from([(
+            POD_TEMPLATE_HASH_LABEL.to_string(),
+            hash.to_string(),
+        )]));
+        rs.spec = Some(ReplicaSetSpec {
+            template: Some(PodTemplateSpec {
+                spec: Some(Default::default()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        rs
+    }
+
+    fn selected_hashes(anti: &PodAntiAffinity) -> Vec<String> {
+        anti.required_during_scheduling_ignored_during_execution
+            .iter()
+            .flatten()
+            .filter_map(|t| t.label_selector.as_ref()?.match_expressions.clone())
+            .flatten()
+            .flat_map(|r| r.values.unwrap_or_default())
+            .collect()
+    }
+
+    #[test]
+    fn anti_affinity_follows_the_stable_revision_on_the_new_replica_set_only() {
+        let rollout = anti_affine_rollout();
+        // Created without the term (the first revision), gone back to beside revision b.
+        let first = with_hash("a");
+        let added = repointed_anti_affinity(&first, &rollout, "b").expect("the term added");
+        assert_eq!(selected_hashes(&added), ["b"]);
+
+        // Pointing at an older stable: re-pointed, not duplicated.
+        let mut rs = with_hash("a");
+        let template = rs.spec.as_mut().unwrap().template.as_mut().unwrap();
+        template.spec.as_mut().unwrap().affinity = Some(Affinity {
+            pod_anti_affinity: Some(added.clone()),
+            ..Default::default()
+        });
+        let repointed = repointed_anti_affinity(&rs, &rollout, "c").expect("re-pointed");
+        assert_eq!(selected_hashes(&repointed), ["c"]);
+        assert_eq!(
+            repointed_anti_affinity(&rs, &rollout, "b"),
+            None,
+            "in place"
+        );
+
+        // The stable revision itself, no stable yet, or no antiAffinity: nothing to do.
+        assert_eq!(repointed_anti_affinity(&rs, &rollout, "a"), None);
+        assert_eq!(repointed_anti_affinity(&first, &rollout, ""), None);
+        let mut plain = rollout.clone();
+        plain.spec.strategy = None;
+        assert_eq!(repointed_anti_affinity(&rs, &plain, "c"), None);
     }
 
     #[test]

@@ -1194,3 +1194,131 @@ fn a_retry_after_the_preview_was_scaled_down_starts_a_fresh_pre_promotion_run() 
     assert_eq!(status(&plan).abort, None);
     assert!(switches(&plan).is_empty());
 }
+
+/// The pod-template-hash values of the injected term of a planned `podAntiAffinity`, with the
+/// user's own terms.
+fn anti_affinity_terms(anti: &k8s_openapi::api::core::v1::PodAntiAffinity) -> Vec<Vec<String>> {
+    anti.preferred_during_scheduling_ignored_during_execution
+        .iter()
+        .flatten()
+        .map(|w| {
+            w.pod_affinity_term
+                .label_selector
+                .as_ref()
+                .and_then(|s| s.match_expressions.clone())
+                .into_iter()
+                .flatten()
+                .flat_map(|r| r.values.unwrap_or_default())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn going_back_points_the_anti_affinity_of_the_old_revision_at_the_new_stable() {
+    use k8s_openapi::api::core::v1::{
+        Affinity, PodAffinityTerm, PodAntiAffinity, WeightedPodAffinityTerm,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+    let (v1, v2, v3) = (hash("web:1"), hash("web:2"), hash("web:3"));
+    let term = |key: &str, value: &str, weight: i32| WeightedPodAffinityTerm {
+        weight,
+        pod_affinity_term: PodAffinityTerm {
+            label_selector: Some(LabelSelector {
+                match_expressions: Some(vec![LabelSelectorRequirement {
+                    key: key.into(),
+                    operator: "In".into(),
+                    values: Some(vec![value.into()]),
+                }]),
+                match_labels: None,
+            }),
+            topology_key: "kubernetes.io/hostname".into(),
+            ..Default::default()
+        },
+    };
+    // Revision 2 was created beside revision 1, next to a term of the user's own.
+    let mut v2_set = (*replica_set("web:2", 2, 0, 0, 10)).clone();
+    v2_set
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .as_mut()
+        .unwrap()
+        .spec
+        .as_mut()
+        .unwrap()
+        .affinity = Some(Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                term("tier", "cache", 5),
+                term(POD_TEMPLATE_HASH_LABEL, &v1, 40),
+            ]),
+            required_during_scheduling_ignored_during_execution: None,
+        }),
+        ..Default::default()
+    });
+    let anti = |b: &mut BlueGreenStrategy| {
+        b.anti_affinity = Some(crate::api::AntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(
+                crate::api::PreferredAntiAffinity { weight: 40 },
+            ),
+            required_during_scheduling_ignored_during_execution: None,
+        })
+    };
+    // Revision 3 is stable; the Rollout goes back to revision 2's template.
+    let r = rollout()
+        .image("web:2")
+        .revision("3")
+        .blue_green(anti)
+        .status(&v3, &v3, &v3, &v3)
+        .build();
+    let sets = vec![
+        replica_set("web:1", 1, 0, 0, 0),
+        Arc::new(v2_set.clone()),
+        replica_set("web:3", 3, 3, 3, 20),
+    ];
+    let plan = super::super::plan(&observed(r, sets.clone(), Some(&v3), Some(&v3)), at(30));
+    let update = plan
+        .replica_set_updates
+        .iter()
+        .find(|u| u.name == name("web:2"))
+        .and_then(|u| u.template_pod_anti_affinity.as_ref())
+        .expect("the anti-affinity of revision 2 re-pointed");
+    assert_eq!(
+        anti_affinity_terms(update),
+        [vec!["cache".to_string()], vec![v3.clone()]],
+        "the user's term stays, the injected one selects the stable revision"
+    );
+
+    // Once it selects the stable revision, nothing more is written.
+    v2_set
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .as_mut()
+        .unwrap()
+        .spec
+        .as_mut()
+        .unwrap()
+        .affinity = Some(Affinity {
+        pod_anti_affinity: Some(update.clone()),
+        ..Default::default()
+    });
+    let r = rollout()
+        .image("web:2")
+        .revision("4")
+        .blue_green(anti)
+        .status(&v3, &v2, &v3, &v2)
+        .build();
+    let sets = vec![sets[0].clone(), Arc::new(v2_set), sets[2].clone()];
+    let plan = super::super::plan(&observed(r, sets, Some(&v3), Some(&v2)), at(31));
+    assert!(
+        plan.replica_set_updates
+            .iter()
+            .all(|u| u.template_pod_anti_affinity.is_none()),
+        "{:?}",
+        plan.replica_set_updates
+    );
+}
