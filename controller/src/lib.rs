@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod crd;
+pub mod experiment;
 pub mod fieldpath;
 pub mod gitops;
 pub mod http;

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //!   kube client (counts requests) ──┬─▶ Rollout controller   (writes while leader)
+//!                                   ├─▶ Experiment controller (writes while leader)
 //!                                   ├─▶ AnalysisRun runner    (writes while leader)
 //!                                   ├─▶ GitOps reconciler     (--gitops; started on leadership)
 //!   Lease (--leader-elect) ─────────┘   losing it ends `run` with an error
@@ -222,6 +223,15 @@ pub async fn run(
     ));
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(controller::run(watches, context, shutdown.clone()));
+    tasks.spawn(crate::experiment::controller::run(
+        client.clone(),
+        crate::experiment::controller::ExperimentConfig {
+            namespace: config.namespace.clone(),
+            instance_id: config.instance_id.clone(),
+        },
+        leadership.clone(),
+        shutdown.clone(),
+    ));
     if config.analysis {
         let runner_config = ramp_analysis::runner::RunnerConfig {
             prometheus_address: config.prometheus_address.clone(),

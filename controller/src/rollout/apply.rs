@@ -295,6 +295,8 @@ pub async fn apply(
         }
     }
 
+    applied.writes += crate::experiment::step::apply(client, &namespace, &plan.experiments).await?;
+
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     for pod in &plan.evictions {
         match pods.evict(pod, &EvictParams::default()).await {

@@ -64,7 +64,15 @@ pub fn plan(p: &mut Planner<'_>) -> Result<(), String> {
     replicasets::cleanup_history(p);
 
     let runs = Runs::sort(&p.observed.analysis_runs, p.status());
-    let flow = reconcile_analysis(p, &runs);
+    let mut flow = reconcile_analysis(p, &runs);
+    // A failed Experiment aborts in this pass too, before traffic is touched.
+    match crate::experiment::step::reconcile(p) {
+        Err(reason) => flow = Flow::Halt(reason),
+        Ok(()) if matches!(flow, Flow::Continue) && p.pause.has_added_pause() => {
+            flow = Flow::Paused;
+        }
+        Ok(()) => {}
+    }
     reconcile_services(p);
     weights::reconcile(p);
     match flow {
@@ -714,15 +722,13 @@ fn step_completed(p: &mut Planner<'_>) -> bool {
     if step.set_header_route.is_some() || step.set_mirror_route.is_some() {
         return true;
     }
-    if step.experiment.is_some() || step.plugin.is_some() {
-        let kind = if step.experiment.is_some() {
-            "experiment"
-        } else {
-            "plugin"
-        };
+    if step.experiment.is_some() {
+        return crate::experiment::step::succeeded(p);
+    }
+    if step.plugin.is_some() {
         p.warning(
             "StepNotSupported",
-            format!("Skipped a {kind} step: Ramp does not run {kind} steps yet"),
+            "Skipped a plugin step: Ramp does not run plugin steps yet",
         );
         return true;
     }
@@ -872,6 +878,7 @@ fn sync_status(p: &mut Planner<'_>) {
         }
         if let Some(canary) = new.canary.as_mut() {
             canary.current_step_analysis_run_status = None;
+            canary.current_experiment = None;
         }
         p.pause.remove_pause(CANARY_PAUSE_STEP);
     }

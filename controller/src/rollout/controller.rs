@@ -100,6 +100,8 @@ pub struct Watches {
     cluster_templates:
         futures::stream::BoxStream<'static, Result<ClusterAnalysisTemplate, watcher::Error>>,
     deployments: futures::stream::BoxStream<'static, Result<Deployment, watcher::Error>>,
+    /// Owner-only stand-ins of Experiment events.
+    experiments: futures::stream::BoxStream<'static, Result<ReplicaSet, watcher::Error>>,
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -240,12 +242,15 @@ pub fn watches(
     .touched_objects()
     .boxed();
 
+    let (experiment_index, experiments) =
+        crate::experiment::controller::rollout_experiments(client, namespace);
     Watches {
         caches: Caches {
             rollouts: rollout_store,
             rollouts_listed,
             replica_sets: replica_set_index,
             analysis_runs: run_index,
+            experiments: experiment_index,
             services: service_store,
             templates: template_store,
             cluster_templates: cluster_template_store,
@@ -255,6 +260,7 @@ pub fn watches(
         rollouts,
         replica_sets,
         analysis_runs,
+        experiments,
         services,
         templates,
         cluster_templates,
@@ -372,6 +378,7 @@ pub async fn run(
         rollouts,
         replica_sets,
         analysis_runs,
+        experiments,
         services,
         templates,
         cluster_templates,
@@ -396,6 +403,7 @@ pub async fn run(
         .with_config(config)
         .owns_stream(replica_sets)
         .owns_stream(analysis_runs)
+        .owns_stream(experiments)
         .watches_stream(services, move |service| {
             rollouts_of_service(&services_store, &service)
         })

@@ -23,7 +23,7 @@ use super::observe::Observed;
 use super::restart;
 use crate::api::{
     AnalysisRun, AnalysisTemplate, AnalysisTemplateRef, AnalysisTemplateSpec,
-    ClusterAnalysisTemplate, Rollout,
+    ClusterAnalysisTemplate, Experiment, Rollout,
 };
 
 /// Objects of kind `K`, by the UID of their controlling owner.
@@ -173,6 +173,7 @@ pub struct Caches {
     pub rollouts_listed: Listed,
     pub replica_sets: OwnedIndex<ReplicaSet>,
     pub analysis_runs: OwnedIndex<AnalysisRun>,
+    pub experiments: OwnedIndex<Experiment>,
     pub services: Store<Service>,
     pub templates: Store<AnalysisTemplate>,
     pub cluster_templates: Store<ClusterAnalysisTemplate>,
@@ -205,6 +206,7 @@ impl Caches {
             && self.stores_listed.iter().all(listed)
             && self.replica_sets.is_ready()
             && self.analysis_runs.is_ready()
+            && self.experiments.is_ready()
     }
 
     /// Waits until every cache has completed its first list. A Rollout planned against a
@@ -255,6 +257,7 @@ pub async fn observe(
     observed.instance_id = instance_id.map(str::to_string);
     observed.replica_sets = caches.replica_sets.owned_by(&uid);
     observed.analysis_runs = caches.analysis_runs.owned_by(&uid);
+    observed.experiments = caches.experiments.owned_by(&uid);
 
     let strategy = rollout.spec.strategy.as_ref();
     let canary = strategy.and_then(|s| s.canary.as_ref());

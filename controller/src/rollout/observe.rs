@@ -16,7 +16,7 @@ use super::names::{
     DESIRED_REPLICAS_ANNOTATION, MANAGED_BY_ANNOTATION, POD_TEMPLATE_HASH_LABEL,
     REVISION_ANNOTATION, SCALE_DOWN_DEADLINE_ANNOTATION,
 };
-use crate::api::{AnalysisRun, Rollout};
+use crate::api::{AnalysisRun, Experiment, Rollout};
 
 /// A Rollout and everything its reconciliation depends on.
 #[derive(Clone, Debug)]
@@ -29,6 +29,8 @@ pub struct Observed {
     pub replica_sets: Vec<Arc<ReplicaSet>>,
     /// AnalysisRuns owned by the Rollout.
     pub analysis_runs: Vec<Arc<AnalysisRun>>,
+    /// Experiments owned by the Rollout (its `experiment` steps).
+    pub experiments: Vec<Arc<Experiment>>,
     /// The Services the strategy names, by name; a missing name is a missing Service.
     pub services: BTreeMap<String, Arc<Service>>,
     /// For each analysis of the spec, its templates (expanded through `templates[]`) or why
@@ -48,6 +50,7 @@ impl Observed {
             workload: None,
             replica_sets: Vec::new(),
             analysis_runs: Vec::new(),
+            experiments: Vec::new(),
             services: BTreeMap::new(),
             analysis_templates: BTreeMap::new(),
             pods: None,

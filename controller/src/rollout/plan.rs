@@ -40,6 +40,8 @@ pub struct Plan {
     /// Old, scaled-down ReplicaSets beyond `revisionHistoryLimit`.
     pub replica_set_deletes: Vec<String>,
     pub analysis_runs: Vec<AnalysisRunChange>,
+    /// Experiments of `experiment` steps to create, terminate or delete.
+    pub experiments: Vec<crate::experiment::step::ExperimentChange>,
     /// Pods to evict for `spec.restartAt`.
     pub evictions: Vec<String>,
     /// New value of the Rollout's `rollout.argoproj.io/revision` annotation.
@@ -63,6 +65,7 @@ impl Plan {
             || !self.replica_set_updates.is_empty()
             || !self.replica_set_deletes.is_empty()
             || !self.analysis_runs.is_empty()
+            || !self.experiments.is_empty()
             || !self.evictions.is_empty()
             || self.rollout_revision.is_some()
     }
