@@ -7,6 +7,7 @@
 //!  AnalysisRuns (hash label)─┤ owner index ─┤ trigger the owning Rollout at once
 //!  Services, templates,      │              │
 //!  Deployments ──────────────┘ stores ──────┘ trigger the Rollouts that name them
+//!  Router objects (traffic::watch) ──────────┘
 //!                                   │
 //!                     reconcile: observe → plan → apply → Events, metrics
 //! ```
@@ -38,6 +39,7 @@ use super::{events::EventSink, lifecycle};
 use crate::api::{AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate, Rollout};
 use crate::leader::Leadership;
 use crate::metrics::RolloutMetrics;
+use crate::traffic::watch::RouterWatches;
 
 /// How the Rollout controller runs.
 #[derive(Clone, Debug)]
@@ -102,6 +104,8 @@ pub struct Watches {
     deployments: futures::stream::BoxStream<'static, Result<Deployment, watcher::Error>>,
     /// Owner-only stand-ins of Experiment events.
     experiments: futures::stream::BoxStream<'static, Result<ReplicaSet, watcher::Error>>,
+    /// HTTPRoutes, Ingresses, VirtualServices, TrafficSplits… and the Rollouts naming them.
+    routers: RouterWatches,
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -132,6 +136,7 @@ pub fn watches(
     let page = |c: watcher::Config| c.page_size(500).list_semantic(ListSemantic::MostRecent);
 
     let (rollout_store, rollout_writer) = reflector::store::<Rollout>();
+    let routers = RouterWatches::new(client, namespace);
     // Readiness is tracked here: the store's own ready signal wakes a single waiter, and the
     // controller already waits on it.
     let rollouts_listed = gather::Listed::default();
@@ -144,6 +149,7 @@ pub fn watches(
     .default_backoff()
     .modify(gather::strip_metadata)
     .reflect(rollout_writer)
+    .inspect(routers.index_rollouts())
     .inspect(move |event| match (event, &metrics) {
         (Ok(watcher::Event::Delete(rollout)), Some(metrics)) => {
             metrics.forget(
@@ -265,6 +271,7 @@ pub fn watches(
         templates,
         cluster_templates,
         deployments,
+        routers,
     }
 }
 
@@ -383,6 +390,7 @@ pub async fn run(
         templates,
         cluster_templates,
         deployments,
+        routers,
     } = watches;
     let rollout_store = caches.rollouts.clone();
     let became_leader =
@@ -420,6 +428,7 @@ pub async fn run(
         .watches_stream(deployments, move |deployment| {
             rollouts_of_workload(&deployment_store, &deployment)
         })
+        .reconcile_on(routers.triggers())
         .reconcile_all_on(became_leader)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)

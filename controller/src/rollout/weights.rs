@@ -5,16 +5,11 @@
 //! Without a router there is nothing to tell: the weight is the replica split of
 //! [`super::replicas::basic_canary`] and `status.canary.weights` stays empty, as in Argo.
 
-use std::time::Duration;
-
 use super::conditions::TRAFFIC_WEIGHT_UPDATED_REASON;
 use super::observe::ReplicaSetExt;
 use super::plan::{Planner, TrafficPlan};
 use super::{canary, services, steps};
 use crate::api::{CanaryStatus, TrafficWeights, WeightDestination};
-
-/// How often a Rollout in the middle of a routed update re-applies its router state.
-const ROUTER_RECHECK: Duration = Duration::from_secs(30);
 
 /// Plans the router's weights and routes, and records them in the new status.
 pub fn reconcile(p: &mut Planner<'_>) {
@@ -127,12 +122,6 @@ pub fn reconcile(p: &mut Planner<'_>) {
         );
     } else {
         canary_status.weights = previous;
-    }
-    if !p.fully_promoted() {
-        // Router objects are not watched: look again now and then so that a user's edit of
-        // the weights mid-rollout is undone (a pass that finds nothing to change writes
-        // nothing).
-        p.requeue_after(ROUTER_RECHECK);
     }
     p.plan.traffic = Some(TrafficPlan {
         canary_weight: desired,

@@ -27,6 +27,7 @@ pub mod istio;
 pub mod nginx;
 pub mod objects;
 pub mod smi;
+pub mod watch;
 
 use std::fmt;
 
