@@ -17,3 +17,4 @@ pub mod schedule;
 pub mod settings;
 pub mod validate;
 pub mod verdict;
+pub mod watch;

@@ -259,10 +259,6 @@ async fn an_api_outage_mid_rollout_is_retried_with_growing_backoff() -> TestResu
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "open finding: with every watch cut after 1 s and etcd compacted every 300 ms the \
-            rollout stalls at step 0 (canary 1, stable 3): after the first 410 the relists \
-            trigger no reconcile (2 in 120 s) while the watchers back off up to 32 s; run with \
-            --run-ignored to reproduce"]
 async fn cut_watches_and_410_gone_after_compaction_still_converge() -> TestResult {
     // Real 410s need etcd compaction with the watch cache off: a private cluster.
     let options = ClusterOptions {

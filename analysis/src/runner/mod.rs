@@ -27,8 +27,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 use tokio::sync::watch;
 
@@ -42,6 +42,7 @@ use crate::providers::job::RUN_UID_LABEL;
 use crate::providers::{ProviderError, Providers, RunRef, timestamp_now};
 use crate::schedule::{due_tasks, next_wakeup, ttl_deadline};
 use crate::verdict::{is_terminating, last_measurement};
+use crate::watch::{PacedTriggers, paced};
 
 /// How the runner runs.
 #[derive(Clone, Debug, Default)]
@@ -201,8 +202,33 @@ pub async fn run(
         ),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
-    let controller = Controller::new(runs, watcher::Config::default())
-        .owns(jobs, watcher::Config::default().labels(RUN_UID_LABEL));
+    // Each watch is paced by itself (a 410 relists at once) rather than by the controller's
+    // one backoff over both, which grows under repeated 410s and holds back every trigger.
+    let (store, writer) = reflector::store::<AnalysisRun>();
+    let run_events = paced(watcher(runs, watcher::Config::default()))
+        .reflect(writer)
+        .applied_objects();
+    // A relist of the Jobs reconciles every run: a Job that ended or went away while the
+    // watch was down came as no event.
+    let (relist_sender, job_relists) = futures::channel::mpsc::unbounded();
+    let mut jobs_listed_before = false;
+    let job_events = paced(watcher(
+        jobs,
+        watcher::Config::default().labels(RUN_UID_LABEL),
+    ))
+    .inspect(move |event| {
+        if let Ok(watcher::Event::InitDone) = event {
+            if jobs_listed_before {
+                let _ = relist_sender.unbounded_send(());
+            }
+            jobs_listed_before = true;
+        }
+    })
+    .touched_objects();
+    let controller = Controller::for_stream(run_events, store)
+        .owns_stream(job_events)
+        .trigger_backoff(PacedTriggers)
+        .reconcile_all_on(job_relists);
     metrics.watch_runs(controller.store());
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),

@@ -12,8 +12,9 @@ use futures::StreamExt;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::discovery::{ApiCapabilities, Scope as KubeScope};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client};
+use ramp_analysis::watch::paced;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -195,10 +196,7 @@ impl Cluster {
         };
         let triggers = self.triggers.clone();
         let (group, kind) = (resource.group.clone(), resource.kind.clone());
-        let stream = reflector::reflector(
-            writer,
-            watcher(api, watcher::Config::default()).default_backoff(),
-        );
+        let stream = reflector::reflector(writer, paced(watcher(api, watcher::Config::default())));
         let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             while let Some(event) = stream.next().await {

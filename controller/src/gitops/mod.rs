@@ -46,8 +46,9 @@ use std::time::Duration;
 use futures::{StreamExt, stream};
 use kube::runtime::controller::{self, Action, ReconcileRequest};
 use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
+use ramp_analysis::watch::paced;
 use tokio::sync::mpsc;
 
 pub use application::Application;
@@ -170,22 +171,23 @@ pub async fn run(
     let writer = reflector::store::Writer::<Application>::default();
     let store = writer.as_reader();
     let forget_ctx = ctx.clone();
-    let app_changes = reflector::reflector(writer, watcher(apps, watcher::Config::default()))
-        .default_backoff()
-        .filter_map(move |event| {
-            let request = match event {
-                Ok(watcher::Event::Apply(app) | watcher::Event::InitApply(app)) => {
-                    Some(Ok(ReconcileRequest::from(ObjectRef::from_obj(&app))))
-                }
-                Ok(watcher::Event::Delete(app)) => {
-                    forget_ctx.forget(&app.namespace().unwrap_or_default(), &app.name_any());
-                    None
-                }
-                Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
-                Err(error) => Some(Err(error)),
-            };
-            async move { request }
-        });
+    let app_changes =
+        reflector::reflector(writer, paced(watcher(apps, watcher::Config::default()))).filter_map(
+            move |event| {
+                let request = match event {
+                    Ok(watcher::Event::Apply(app) | watcher::Event::InitApply(app)) => {
+                        Some(Ok(ReconcileRequest::from(ObjectRef::from_obj(&app))))
+                    }
+                    Ok(watcher::Event::Delete(app)) => {
+                        forget_ctx.forget(&app.namespace().unwrap_or_default(), &app.name_any());
+                        None
+                    }
+                    Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+                    Err(error) => Some(Err(error)),
+                };
+                async move { request }
+            },
+        );
 
     // Managed objects changed: reconcile the application named by their tracking id.
     let heal_store = store.clone();

@@ -15,6 +15,10 @@
 //! Every replica runs the watches; only the leader reconciles (writes). Becoming leader
 //! reconciles every Rollout. An AnalysisRun turning Failed is an AnalysisRun watch event, so
 //! the owning Rollout is reconciled immediately and its traffic moved back in that pass.
+//!
+//! Watches are [`paced`]: a `410 Gone` relists at once, other errors back off per watch.
+//! A relist of any watch but the Rollouts' own reconciles every Rollout, since what happened
+//! while it was down (a ReplicaSet deleted, a run finished) may have come as no event.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -31,6 +35,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::ListSemantic;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+use ramp_analysis::watch::{PacedTriggers, paced};
 
 use super::apply::{ApplyError, apply};
 use super::gather::{self, Caches, OwnedIndex};
@@ -106,6 +111,8 @@ pub struct Watches {
     experiments: futures::stream::BoxStream<'static, Result<ReplicaSet, watcher::Error>>,
     /// HTTPRoutes, Ingresses, VirtualServices, TrafficSplits… and the Rollouts naming them.
     routers: RouterWatches,
+    /// A signal each time a watch other than the Rollouts' completes a relist.
+    relisted: futures::channel::mpsc::UnboundedReceiver<()>,
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -135,6 +142,7 @@ pub fn watches(
     // from a Rollout older than the one the previous controller last wrote.
     let page = |c: watcher::Config| c.page_size(500).list_semantic(ListSemantic::MostRecent);
 
+    let (relist_sender, relisted) = futures::channel::mpsc::unbounded();
     let (rollout_store, rollout_writer) = reflector::store::<Rollout>();
     let routers = RouterWatches::new(client, namespace);
     // Readiness is tracked here: the store's own ready signal wakes a single waiter, and the
@@ -142,11 +150,10 @@ pub fn watches(
     let rollouts_listed = gather::Listed::default();
     let stores_listed: [gather::Listed; 4] = Default::default();
     let listed = rollouts_listed.clone();
-    let rollouts = watcher(
+    let rollouts = paced(watcher(
         api::<Rollout>(client, namespace),
         page(watcher::Config::default().labels(&instance_selector)),
-    )
-    .default_backoff()
+    ))
     .modify(gather::strip_metadata)
     .reflect(rollout_writer)
     .inspect(routers.index_rollouts())
@@ -167,84 +174,84 @@ pub fn watches(
 
     let replica_set_index = OwnedIndex::<ReplicaSet>::default();
     let index = replica_set_index.clone();
-    let replica_sets = watcher(
+    let replica_sets = paced(watcher(
         api::<ReplicaSet>(client, namespace),
         page(watcher::Config::default().labels(POD_TEMPLATE_HASH_LABEL)),
-    )
-    .default_backoff()
+    ))
     .modify(gather::strip_metadata)
     .inspect(move |event| {
         if let Ok(event) = event {
             index.apply(event);
         }
     })
+    .inspect(notify_relists(relist_sender.clone()))
     .touched_objects()
     .map(|result| result.map(owner_only))
     .boxed();
 
     let run_index = OwnedIndex::<AnalysisRun>::default();
     let index = run_index.clone();
-    let analysis_runs = watcher(
+    let analysis_runs = paced(watcher(
         api::<AnalysisRun>(client, namespace),
         page(watcher::Config::default().labels(POD_TEMPLATE_HASH_LABEL)),
-    )
-    .default_backoff()
+    ))
     .modify(gather::strip_analysis_run)
     .inspect(move |event| {
         if let Ok(event) = event {
             index.apply(event);
         }
     })
+    .inspect(notify_relists(relist_sender.clone()))
     .touched_objects()
     .map(|result| result.map(owner_only))
     .boxed();
 
     let (service_store, service_writer) = reflector::store::<Service>();
-    let services = watcher(
+    let services = paced(watcher(
         api::<Service>(client, namespace),
         page(watcher::Config::default()),
-    )
-    .default_backoff()
+    ))
     .modify(gather::strip_service)
     .reflect(service_writer)
     .inspect(gather::mark_listed(stores_listed[0].clone()))
+    .inspect(notify_relists(relist_sender.clone()))
     .touched_objects()
     .boxed();
 
     let (template_store, template_writer) = reflector::store::<AnalysisTemplate>();
-    let templates = watcher(
+    let templates = paced(watcher(
         api::<AnalysisTemplate>(client, namespace),
         page(watcher::Config::default()),
-    )
-    .default_backoff()
+    ))
     .modify(gather::strip_metadata)
     .reflect(template_writer)
     .inspect(gather::mark_listed(stores_listed[1].clone()))
+    .inspect(notify_relists(relist_sender.clone()))
     .touched_objects()
     .boxed();
 
     let (cluster_template_store, cluster_template_writer) =
         reflector::store::<ClusterAnalysisTemplate>();
-    let cluster_templates = watcher(
+    let cluster_templates = paced(watcher(
         Api::<ClusterAnalysisTemplate>::all(client.clone()),
         page(watcher::Config::default()),
-    )
-    .default_backoff()
+    ))
     .modify(gather::strip_metadata)
     .reflect(cluster_template_writer)
     .inspect(gather::mark_listed(stores_listed[2].clone()))
+    .inspect(notify_relists(relist_sender.clone()))
     .touched_objects()
     .boxed();
 
     let (deployment_store, deployment_writer) = reflector::store::<Deployment>();
-    let deployments = watcher(
+    let deployments = paced(watcher(
         api::<Deployment>(client, namespace),
         page(watcher::Config::default()),
-    )
-    .default_backoff()
+    ))
     .modify(gather::strip_deployment)
     .reflect(deployment_writer)
     .inspect(gather::mark_listed(stores_listed[3].clone()))
+    .inspect(notify_relists(relist_sender.clone()))
     .touched_objects()
     .boxed();
 
@@ -272,6 +279,24 @@ pub fn watches(
         cluster_templates,
         deployments,
         routers,
+        relisted,
+    }
+}
+
+/// `inspect` callback signalling `relisted` when a watch completes a list after its first:
+/// what changed or went away while the watch was down came as no event, so every Rollout is
+/// reconciled again rather than only those a listed object names.
+fn notify_relists<K>(
+    relisted: futures::channel::mpsc::UnboundedSender<()>,
+) -> impl FnMut(&Result<watcher::Event<K>, watcher::Error>) {
+    let mut listed_before = false;
+    move |event| {
+        if let Ok(watcher::Event::InitDone) = event {
+            if listed_before {
+                let _ = relisted.unbounded_send(());
+            }
+            listed_before = true;
+        }
     }
 }
 
@@ -391,6 +416,7 @@ pub async fn run(
         cluster_templates,
         deployments,
         routers,
+        relisted,
     } = watches;
     let rollout_store = caches.rollouts.clone();
     let became_leader =
@@ -409,6 +435,9 @@ pub async fn run(
     let deployment_store = rollout_store.clone();
     Controller::for_stream(rollouts, rollout_store)
         .with_config(config)
+        // Each watch backs off by itself (410s excepted); a shared backoff over all of them
+        // would let one failing watch hold back every trigger.
+        .trigger_backoff(PacedTriggers)
         .owns_stream(replica_sets)
         .owns_stream(analysis_runs)
         .owns_stream(experiments)
@@ -430,6 +459,7 @@ pub async fn run(
         })
         .reconcile_on(routers.triggers())
         .reconcile_all_on(became_leader)
+        .reconcile_all_on(relisted)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
