@@ -99,6 +99,8 @@ pub struct ControllerProcess {
     child: Child,
     pub metrics_url: String,
     pub health_url: String,
+    /// Where `/healthz`, `/readyz` and (with `--gitops`) `POST /api/webhook` listen.
+    pub health_addr: std::net::SocketAddr,
     log: PathBuf,
 }
 
@@ -142,6 +144,7 @@ impl ControllerProcess {
             child,
             metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics"),
             health_url: format!("http://127.0.0.1:{health_port}"),
+            health_addr: std::net::SocketAddr::from(([127, 0, 0, 1], health_port)),
             log: command.log.clone(),
         })
     }
