@@ -9,6 +9,8 @@
 //!   AnalysisRuns and no duplicate AnalysisRun for one step;
 //! - no status field is reset.
 
+pub mod gitops;
 pub mod history;
 pub mod process;
+pub mod router;
 pub mod trial;
