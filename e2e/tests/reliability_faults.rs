@@ -126,11 +126,6 @@ async fn faulty_matches_reference(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "open finding: with 10% 500s and 429s an aborting rollout can get a second \
-            AnalysisRun for one step (`NAME.1`): the step's run was created but the status \
-            write naming it failed, the run cache had not seen it yet, and the create's 409 \
-            finds a completed run, which the collision rule takes for an earlier attempt; \
-            run with --run-ignored to reproduce"]
 async fn latency_500s_and_429s_throughout_still_converge() -> TestResult {
     let env = for_test().await?;
     let world = env_world(&env).await?;

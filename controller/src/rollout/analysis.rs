@@ -19,7 +19,7 @@ use ramp_analysis::build::Templates;
 
 use super::names::{
     INSTANCE_ID_LABEL, POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION, ROLLOUT_TYPE_LABEL,
-    analysis_run_name,
+    SUPERSEDED_ANNOTATION, analysis_run_name,
 };
 use super::observe::ReplicaSetExt;
 use super::pause::{BLUE_GREEN_PAUSE, pause_condition};
@@ -123,6 +123,37 @@ pub fn needs_new_run(current: Option<&AnalysisRun>, status: &RolloutStatus) -> b
         return phase(current) == AnalysisPhase::Inconclusive;
     }
     status.aborted_at.is_some()
+}
+
+/// The runs of an aborted attempt that is being retried (the abort cleared while `abortedAt`
+/// is still set): completed runs created by the time of the abort and not yet marked
+/// [`SUPERSEDED_ANNOTATION`]. They are marked before the retry's first runs are created, so a
+/// run found under a planned name later, long after `abortedAt` is cleared, is still known
+/// for an earlier attempt's.
+pub fn retried_runs(runs: &[Arc<AnalysisRun>], status: &RolloutStatus) -> Vec<String> {
+    let Some(aborted_at) = status
+        .aborted_at
+        .as_ref()
+        .filter(|_| status.abort != Some(true))
+    else {
+        return Vec::new();
+    };
+    runs.iter()
+        .filter(|run| phase(run).completed())
+        .filter(|run| !run.annotations().contains_key(SUPERSEDED_ANNOTATION))
+        .filter(|run| {
+            run.metadata
+                .creation_timestamp
+                .as_ref()
+                .is_some_and(|created| created.0 <= aborted_at.0)
+        })
+        .map(|run| run.name_any())
+        .collect()
+}
+
+/// Whether `run` belongs to an aborted attempt (see [`retried_runs`]).
+pub fn superseded(run: &AnalysisRun) -> bool {
+    run.annotations().contains_key(SUPERSEDED_ANNOTATION)
 }
 
 /// Terminates runs that are still measuring.

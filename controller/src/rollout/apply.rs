@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use super::analysis;
 use super::names::{
     FIELD_MANAGER, MANAGED_BY_ANNOTATION, POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION,
+    SUPERSEDED_ANNOTATION,
 };
 use super::observe::Observed;
 use super::plan::{AnalysisRunChange, Plan, ReplicaSetUpdate, TrafficPlan};
@@ -259,11 +260,36 @@ pub async fn apply(
 
     let runs: Api<AnalysisRun> = Api::namespaced(client.clone(), &namespace);
     let mut renamed = BTreeMap::new();
+    let no_status = RolloutStatus::default();
+    let status = observed.rollout.status.as_ref().unwrap_or(&no_status);
+    // The runs the plan replaces if it creates one: those the status names and it saw.
+    let replaced: Vec<String> = analysis::Runs::sort(&observed.analysis_runs, status)
+        .current()
+        .map(|run| run.name_any())
+        .collect();
+    // A retry: the aborted attempt's runs are marked before the new attempt's are created.
+    if let Some(aborted_at) = &status.aborted_at {
+        for name in analysis::retried_runs(&observed.analysis_runs, status) {
+            let patch = json!({"metadata": {"annotations": {SUPERSEDED_ANNOTATION: aborted_at}}});
+            match runs.patch(&name, &params(), &Patch::Merge(&patch)).await {
+                Ok(_) => applied.writes += 1,
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(source) => {
+                    return Err(api_error(
+                        "marking superseded",
+                        "AnalysisRun",
+                        &namespace,
+                        &name,
+                    )(source));
+                }
+            }
+        }
+    }
     for change in std::mem::take(&mut plan.analysis_runs) {
         match change {
             AnalysisRunChange::Create(run) => {
                 let planned = run.name_any();
-                let created = create_run(&runs, *run, &namespace).await?;
+                let created = create_run(&runs, *run, &namespace, &replaced).await?;
                 applied.writes += 1;
                 if created != planned {
                     renamed.insert(planned, created);
@@ -443,15 +469,51 @@ fn replica_set_patch(update: &ReplicaSetUpdate) -> Value {
     patch
 }
 
+/// What a create answered `409 AlreadyExists` found under the planned run's name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TakenName {
+    /// The run this one would be: created by an earlier pass whose status write was lost
+    /// (or is not in the cache yet). It is adopted, verdict included: a Failed run aborts.
+    Ours,
+    /// An earlier attempt the plan replaces (a retry after an abort, a resume after an
+    /// Inconclusive run), or another owner's or another spec's run: the new run takes the
+    /// next name.
+    Other,
+}
+
+/// Tells [`TakenName::Ours`] from [`TakenName::Other`] for `existing`, found under the name
+/// of `planned`. A completed run is an earlier attempt when it was marked superseded on a
+/// retry ([`analysis::retried_runs`]) or when the plan replaces it: `replaced` names the runs
+/// the Rollout's status names and the plan saw (a resume after an Inconclusive run). Argo's
+/// `CreateWithCollisionCounter` takes every completed run for an earlier attempt, which makes
+/// a second run of one step when only the status write naming the first was lost.
+fn taken_name(existing: &AnalysisRun, planned: &AnalysisRun, replaced: &[String]) -> TakenName {
+    let owner = planned.owner_references().first().map(|o| &o.uid);
+    let same_owner = existing
+        .owner_references()
+        .iter()
+        .any(|o| Some(&o.uid) == owner && o.controller == Some(true));
+    if !same_owner || existing.spec != planned.spec {
+        return TakenName::Other;
+    }
+    let earlier_attempt = analysis::phase(existing).completed()
+        && (analysis::superseded(existing) || replaced.contains(&existing.name_any()));
+    if earlier_attempt {
+        TakenName::Other
+    } else {
+        TakenName::Ours
+    }
+}
+
 /// Creates a run; a name taken by another run moves to `name.1`, `name.2`, … unless the
-/// existing run is this very run still measuring (Argo's `CreateWithCollisionCounter`).
+/// existing run is this very run ([`taken_name`]).
 async fn create_run(
     runs: &Api<AnalysisRun>,
     mut run: AnalysisRun,
     namespace: &str,
+    replaced: &[String],
 ) -> Result<String, ApplyError> {
     let base = run.name_any();
-    let owner = run.owner_references().first().map(|o| o.uid.clone());
     for attempt in 0..10 {
         let name = if attempt == 0 {
             base.clone()
@@ -468,14 +530,7 @@ async fn create_run(
                     namespace,
                     &name,
                 ))?;
-                let same_owner = existing
-                    .owner_references()
-                    .iter()
-                    .any(|o| Some(&o.uid) == owner.as_ref() && o.controller == Some(true));
-                if same_owner
-                    && existing.spec == run.spec
-                    && !analysis::phase(&existing).completed()
-                {
+                if taken_name(&existing, &run, replaced) == TakenName::Ours {
                     return Ok(name);
                 }
             }
@@ -555,6 +610,147 @@ async fn patch_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+    use ramp_analysis::api::{AnalysisPhase, AnalysisRunStatus};
+
+    fn owner(uid: &str) -> OwnerReference {
+        OwnerReference {
+            api_version: "argoproj.io/v1alpha1".into(),
+            kind: "Rollout".into(),
+            name: "web".into(),
+            uid: uid.into(),
+            controller: Some(true),
+            ..Default::default()
+        }
+    }
+
+    fn at(second: i64) -> Time {
+        Time(Timestamp::from_second(1_800_000_000 + second).unwrap())
+    }
+
+    /// Run `name` of Rollout `web` (uid `u1`), created at `created`, in `phase`.
+    fn run(name: &str, created: i64, phase: AnalysisPhase) -> AnalysisRun {
+        AnalysisRun {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                creation_timestamp: Some(at(created)),
+                owner_references: Some(vec![owner("u1")]),
+                ..Default::default()
+            },
+            spec: Default::default(),
+            status: Some(AnalysisRunStatus {
+                phase: Some(phase),
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// The run a plan would create under `name`.
+    fn planned(name: &str) -> AnalysisRun {
+        let mut planned = run(name, 0, AnalysisPhase::Pending);
+        planned.metadata.creation_timestamp = None;
+        planned.status = None;
+        planned
+    }
+
+    fn superseded(mut run: AnalysisRun) -> AnalysisRun {
+        run.metadata.annotations = Some(BTreeMap::from([(
+            SUPERSEDED_ANNOTATION.to_string(),
+            "2027-01-15T08:00:00Z".to_string(),
+        )]));
+        run
+    }
+
+    #[test]
+    fn a_run_whose_status_write_was_lost_is_adopted_with_its_verdict() {
+        // Created, then the status write naming it failed; it has failed since: the retried
+        // create finds it and must not make a second run of the step.
+        let existing = run("web-abc-2-1", 10, AnalysisPhase::Failed);
+        assert_eq!(
+            taken_name(&existing, &planned("web-abc-2-1"), &[]),
+            TakenName::Ours
+        );
+        let running = run("web-abc-2-1", 10, AnalysisPhase::Running);
+        assert_eq!(
+            taken_name(&running, &planned("web-abc-2-1"), &[]),
+            TakenName::Ours
+        );
+    }
+
+    #[test]
+    fn a_retried_or_resumed_run_gets_the_next_name() {
+        // Marked on the retry after the abort it caused: an earlier attempt.
+        let failed = superseded(run("web-abc-2-1", 10, AnalysisPhase::Failed));
+        assert_eq!(
+            taken_name(&failed, &planned("web-abc-2-1"), &[]),
+            TakenName::Other
+        );
+        // Named in the status and replaced by the plan: a resume after Inconclusive.
+        let inconclusive = run("web-abc-2-1", 10, AnalysisPhase::Inconclusive);
+        assert_eq!(
+            taken_name(
+                &inconclusive,
+                &planned("web-abc-2-1"),
+                &["web-abc-2-1".to_string()]
+            ),
+            TakenName::Other
+        );
+    }
+
+    #[test]
+    fn another_owners_or_specs_run_gets_the_next_name() {
+        let mut foreign = run("web-abc-2-1", 10, AnalysisPhase::Running);
+        foreign.metadata.owner_references = Some(vec![owner("u2")]);
+        assert_eq!(
+            taken_name(&foreign, &planned("web-abc-2-1"), &[]),
+            TakenName::Other
+        );
+        let mut terminated = run("web-abc-2-1", 10, AnalysisPhase::Running);
+        terminated.spec.terminate = Some(true);
+        assert_eq!(
+            taken_name(&terminated, &planned("web-abc-2-1"), &[]),
+            TakenName::Other
+        );
+    }
+
+    #[test]
+    fn a_retry_marks_the_completed_runs_of_the_aborted_attempt() {
+        let runs: Vec<Arc<AnalysisRun>> = [
+            run("web-abc-2-1", 10, AnalysisPhase::Successful),
+            run("web-abc-2-3", 20, AnalysisPhase::Failed),
+            // Marked by an earlier pass of this retry.
+            superseded(run("web-abc-2-0", 5, AnalysisPhase::Successful)),
+            // Terminated by the abort, still finishing: its spec tells it apart.
+            run("web-abc-2-bg", 8, AnalysisPhase::Running),
+            // Created by this retry after the abort.
+            run("web-abc-2-1.1", 40, AnalysisPhase::Failed),
+        ]
+        .map(Arc::new)
+        .into();
+        let mut status = RolloutStatus {
+            aborted_at: Some(at(30)),
+            abort: Some(true),
+            ..Default::default()
+        };
+        // Still aborted: nothing to mark.
+        assert!(analysis::retried_runs(&runs, &status).is_empty());
+        status.abort = Some(false);
+        assert_eq!(
+            analysis::retried_runs(&runs, &status),
+            ["web-abc-2-1", "web-abc-2-3"]
+        );
+        // Created in the second of the abort: still the aborted attempt's.
+        let same_second = [Arc::new(run("web-abc-2-5", 30, AnalysisPhase::Error))];
+        assert_eq!(
+            analysis::retried_runs(&same_second, &status),
+            ["web-abc-2-5"]
+        );
+        // Not aborted: nothing to mark.
+        status.aborted_at = None;
+        assert!(analysis::retried_runs(&runs, &status).is_empty());
+    }
 
     #[test]
     fn replica_set_patches_set_and_remove() {

@@ -33,6 +33,11 @@ pub const ROLLOUT_TYPE_POST_PROMOTION: &str = "PostPromotion";
 /// Label on step AnalysisRuns: the index of the step.
 pub const STEP_INDEX_LABEL: &str = "step-index";
 
+/// Ramp's own, on a completed AnalysisRun of an aborted attempt that is being retried: the
+/// Rollout's `abortedAt`. A run of the same name planned later is a new attempt, not this
+/// run whose status write was lost (Argo tells them apart by nothing and may run a step twice).
+pub const SUPERSEDED_ANNOTATION: &str = "rollouts.ramp.dev/superseded-by-abort";
+
 /// The field manager of every write Ramp makes.
 pub const FIELD_MANAGER: &str = "ramp";
 
