@@ -6,7 +6,7 @@
 //!   Rollout watch events ──▶ RouterIndex  (router object ──▶ Rollouts naming it)
 //!                                │ kinds in use
 //!                                ▼
-//!   supervisor: discovery ──▶ one metadata watch per kind the cluster serves
+//!   supervisor: discovery ──▶ one watch per kind the cluster serves
 //!                                │ object touched
 //!                                ▼
 //!                        ObjectRef<Rollout> ──▶ the Rollout controller's queue
@@ -14,15 +14,15 @@
 //!
 //! A kind is watched only once a Rollout names an object of that kind and the cluster serves
 //! it (a CRD that is not installed yet is looked for again every [`DISCOVERY_RETRY`]). The
-//! watches read metadata only and keep no store: the routers read the objects themselves
-//! when the Rollout is reconciled.
+//! watches keep no store (each event only names the object): the routers read the objects
+//! themselves when the Rollout is reconciled.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use kube::api::{ApiResource, DynamicObject, PartialObjectMeta};
+use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt, discovery};
@@ -425,14 +425,14 @@ async fn served(client: &Client, kind: RouterKind) -> Result<Option<ApiResource>
     }
 }
 
-/// Watches the metadata of one kind's objects and sends the Rollouts naming a touched one.
+/// Watches one kind's objects and sends the Rollouts naming a touched one.
 async fn watch_kind(
     kind: RouterKind,
     resource: ApiResource,
     watches: RouterWatches,
     sender: Sender,
 ) {
-    let api: Api<PartialObjectMeta<DynamicObject>> = match &watches.namespace {
+    let api: Api<DynamicObject> = match &watches.namespace {
         Some(namespace) => Api::namespaced_with(watches.client.clone(), namespace, &resource),
         None => Api::all_with(watches.client.clone(), &resource),
     };
