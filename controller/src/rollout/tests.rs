@@ -986,3 +986,67 @@ fn the_stable_keeps_a_pod_while_its_service_still_selects_it() {
     let plan = super::plan(&observed(plain, sets), at(0));
     assert_eq!(sizes(&plan).get(&replica_set_name("web", &old)), Some(&0));
 }
+
+/// A routed world at the `setWeight: 50` step with the canary at its size, the router's
+/// last recorded weights being `weights`.
+fn routed_weight_world(weights: Option<crate::api::TrafficWeights>) -> Observed {
+    let old = hash("web:1");
+    let new = hash("web:2");
+    let mut builder = rollout()
+        .replicas(4)
+        .surge(1, 0)
+        .services("web-stable", "web-canary")
+        .steps([weight(50), pause(None)])
+        .revision("2")
+        .image("web:2")
+        .status(&old, &new, Some(0))
+        .with_status(|s| s.canary.as_mut().unwrap().weights = weights);
+    builder.canary().traffic_routing = Some(crate::api::RolloutTrafficRouting {
+        smi: Some(Default::default()),
+        ..Default::default()
+    });
+    let sets = vec![
+        sized_for(replica_set("web:1", 1, 4, 4, 0), 4),
+        sized_for(replica_set("web:2", 2, 2, 2, 10), 4),
+    ];
+    let mut world = observed(builder.build(), sets);
+    world
+        .services
+        .insert("web-stable".into(), service("web-stable", Some(&old), true));
+    world
+        .services
+        .insert("web-canary".into(), service("web-canary", Some(&new), true));
+    world
+}
+
+#[test]
+fn a_routed_weight_step_completes_once_the_router_is_read_back_holding_it() {
+    let plan = super::plan(&routed_weight_world(None), at(0));
+    let s = status(&plan);
+    let weights = s.canary.as_ref().unwrap().weights.clone().unwrap();
+    assert_eq!(weights.canary.weight, 50);
+    assert_eq!(
+        weights.verified,
+        Some(false),
+        "a new weight is unverified until apply reads the router back"
+    );
+    assert_eq!(s.current_step_index, Some(0), "the step waits");
+
+    let held = crate::api::TrafficWeights {
+        verified: Some(true),
+        ..weights.clone()
+    };
+    let plan = super::plan(&routed_weight_world(Some(held)), at(1));
+    assert_eq!(status(&plan).current_step_index, Some(1));
+
+    let not_held = crate::api::TrafficWeights {
+        verified: Some(false),
+        ..weights
+    };
+    let plan = super::plan(&routed_weight_world(Some(not_held)), at(1));
+    assert_eq!(
+        status(&plan).current_step_index,
+        Some(0),
+        "the router does not hold the weight: the step still waits"
+    );
+}

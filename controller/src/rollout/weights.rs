@@ -31,6 +31,8 @@ pub fn reconcile(p: &mut Planner<'_>) {
     let mut desired = 0;
     let mut remove_managed_routes = false;
     let aborting = p.is_aborted();
+    // At a setWeight step a new weight counts only once the router is read back holding it.
+    let mut verifying = false;
 
     if let Some(previous_canary) = canary::dynamically_rolling_back(p) {
         desired = weight_on_abort(p, max_weight);
@@ -60,6 +62,7 @@ pub fn reconcile(p: &mut Planner<'_>) {
         };
         remove_managed_routes = true;
     } else if let Some(index) = index {
+        verifying = step.is_some_and(|s| s.set_weight.is_some());
         let all_steps = steps::steps(p.rollout);
         if !canary::at_desired_replica_counts(p, None) {
             // The canary has not got its pods yet: keep the previous step's weight.
@@ -95,7 +98,8 @@ pub fn reconcile(p: &mut Planner<'_>) {
             pod_template_hash: Some(stable_hash.clone()).filter(|h| !h.is_empty()),
         },
         additional: None,
-        verified: None,
+        // Apply reads the router back after writing and records what it found.
+        verified: verifying.then_some(false),
     };
     let previous = previous_weights(p).cloned();
     let modified = previous.as_ref().is_none_or(|prev| {

@@ -145,6 +145,20 @@ impl GatewayApiRouter {
         only_header_routes: bool,
         change: impl Fn(RouteKind, &mut Vec<Value>) -> Result<bool, String>,
     ) -> Result<(), TrafficError> {
+        self.sync_rules(only_header_routes, true, change)
+            .await
+            .map(|_| ())
+    }
+
+    /// Reads each route and applies `change` to its rules; `write`: writes the routes that
+    /// changed. Returns whether every route already held what `change` asks for.
+    async fn sync_rules(
+        &self,
+        only_header_routes: bool,
+        write: bool,
+        change: impl Fn(RouteKind, &mut Vec<Value>) -> Result<bool, String>,
+    ) -> Result<bool, TrafficError> {
+        let mut held = true;
         for route in &self.routes {
             if only_header_routes && (!route.header_routes || route.kind != RouteKind::Http) {
                 continue;
@@ -161,12 +175,13 @@ impl GatewayApiRouter {
             let described = objects::describe(&resource, &self.namespace, &route.name);
             let changed = change(route.kind, &mut rules)
                 .map_err(|what| malformed(ROUTER, described, what))?;
-            if changed {
+            held &= !changed;
+            if changed && write {
                 objects::patch_spec(client, &resource, ROUTER, &object, json!({"rules": rules}))
                     .await?;
             }
         }
-        Ok(())
+        Ok(held)
     }
 }
 
@@ -214,11 +229,26 @@ impl TrafficRouter for GatewayApiRouter {
         }))
     }
 
+    /// The routes as the API server stores them carry the weights (read back, not assumed
+    /// from the write).
     fn verify_weight<'a>(
         &'a self,
-        _weights: &'a DesiredWeights,
+        weights: &'a DesiredWeights,
     ) -> BoxFuture<'a, Result<Option<bool>, TrafficError>> {
-        Box::pin(async { Ok(None) })
+        Box::pin(async move {
+            let held = self
+                .sync_rules(false, false, move |_, rules| {
+                    set_weights(
+                        rules,
+                        &self.services,
+                        weights.canary_weight,
+                        weights.stable_weight(),
+                        &self.managed_routes,
+                    )
+                })
+                .await?;
+            Ok(Some(held))
+        })
     }
 }
 

@@ -102,6 +102,17 @@ impl IstioRouter {
         &self,
         change: impl Fn(&IstioVirtualService, &mut Map<String, Value>) -> Result<(), String>,
     ) -> Result<(), TrafficError> {
+        self.sync(true, change).await.map(|_| ())
+    }
+
+    /// Reads each VirtualService and applies `change` to its spec; `write`: writes those that
+    /// changed. Returns whether every one already held what `change` asks for.
+    async fn sync(
+        &self,
+        write: bool,
+        change: impl Fn(&IstioVirtualService, &mut Map<String, Value>) -> Result<(), String>,
+    ) -> Result<bool, TrafficError> {
+        let mut held = true;
         let resource = virtual_services();
         let client = &self.context.client;
         for config in &self.virtual_services {
@@ -125,17 +136,24 @@ impl IstioRouter {
                     )
                 })
                 .collect();
-            if !changed.is_empty() {
+            held &= changed.is_empty();
+            if !changed.is_empty() && write {
                 objects::patch_spec(client, &resource, ROUTER, &object, Value::Object(changed))
                     .await?;
             }
         }
-        Ok(())
+        Ok(held)
     }
 
-    async fn update_destination_rule(&self, weights: &DesiredWeights) -> Result<(), TrafficError> {
+    /// Labels the DestinationRule's subsets with the hashes (`write`), or tells whether they
+    /// already carry them.
+    async fn sync_destination_rule(
+        &self,
+        weights: &DesiredWeights,
+        write: bool,
+    ) -> Result<bool, TrafficError> {
         let Some(rule) = &self.destination_rule else {
-            return Ok(());
+            return Ok(true);
         };
         let resource = destination_rules();
         let (name, namespace) = objects::split_name(&rule.name, &self.namespace);
@@ -149,7 +167,7 @@ impl IstioRouter {
         let changed = label_subsets(&mut subsets, rule, weights).map_err(|what| {
             malformed(ROUTER, objects::describe(&resource, namespace, name), what)
         })?;
-        if changed {
+        if changed && write {
             objects::patch_spec(
                 client,
                 &resource,
@@ -159,7 +177,7 @@ impl IstioRouter {
             )
             .await?;
         }
-        Ok(())
+        Ok(!changed)
     }
 }
 
@@ -617,7 +635,7 @@ impl TrafficRouter for IstioRouter {
     ) -> BoxFuture<'a, Result<(), TrafficError>> {
         Box::pin(async move {
             // New pods must be selectable by the canary subset before it gets traffic.
-            self.update_destination_rule(weights).await?;
+            self.sync_destination_rule(weights, true).await?;
             let split = self.split();
             self.update(|config, spec| {
                 set_weights(
@@ -669,11 +687,31 @@ impl TrafficRouter for IstioRouter {
         })
     }
 
+    /// The VirtualServices and DestinationRule as the API server stores them carry the
+    /// weights and the subsets' hashes.
     fn verify_weight<'a>(
         &'a self,
-        _weights: &'a DesiredWeights,
+        weights: &'a DesiredWeights,
     ) -> BoxFuture<'a, Result<Option<bool>, TrafficError>> {
-        Box::pin(async { Ok(None) })
+        Box::pin(async move {
+            if !self.sync_destination_rule(weights, false).await? {
+                return Ok(Some(false));
+            }
+            let split = self.split();
+            let held = self
+                .sync(false, |config, spec| {
+                    set_weights(
+                        spec,
+                        config,
+                        &split,
+                        weights.canary_weight,
+                        weights.stable_weight(),
+                        &self.managed_routes,
+                    )
+                })
+                .await?;
+            Ok(Some(held))
+        })
     }
 }
 

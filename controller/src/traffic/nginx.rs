@@ -245,11 +245,29 @@ impl TrafficRouter for NginxRouter {
         })
     }
 
+    /// Every canary Ingress as the API server stores it carries the canary weight.
     fn verify_weight<'a>(
         &'a self,
-        _weights: &'a DesiredWeights,
+        weights: &'a DesiredWeights,
     ) -> BoxFuture<'a, Result<Option<bool>, TrafficError>> {
-        Box::pin(async { Ok(None) })
+        Box::pin(async move {
+            let namespace = &self.rollout.namespace;
+            let api: Api<Ingress> = Api::namespaced(self.context.client.clone(), namespace);
+            for stable_name in &self.stable_ingresses {
+                let name = canary_ingress_name(&self.rollout.name, stable_name);
+                let stored = api
+                    .get_opt(&name)
+                    .await
+                    .map_err(|e| api_error(ROUTER, format!("Ingress/{namespace}/{name}"), e))?;
+                let holds = stored.is_some_and(|ingress| {
+                    current_weight(&ingress, self.prefix()) == weights.canary_weight
+                });
+                if !holds {
+                    return Ok(Some(false));
+                }
+            }
+            Ok(Some(true))
+        })
     }
 }
 

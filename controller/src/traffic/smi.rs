@@ -187,11 +187,26 @@ impl TrafficRouter for SmiRouter {
         Box::pin(async { Ok(()) })
     }
 
+    /// The TrafficSplit as the API server stores it carries the split.
     fn verify_weight<'a>(
         &'a self,
-        _weights: &'a DesiredWeights,
+        weights: &'a DesiredWeights,
     ) -> BoxFuture<'a, Result<Option<bool>, TrafficError>> {
-        Box::pin(async { Ok(None) })
+        Box::pin(async move {
+            let resource = self.resource().await?;
+            let desired = split_spec(&self.root_service, &self.services, weights);
+            let stored = objects::get_opt(
+                &self.context.client,
+                &resource,
+                ROUTER,
+                &self.rollout.namespace,
+                &self.name,
+            )
+            .await?;
+            Ok(Some(stored.is_some_and(|split| {
+                same_split(&objects::spec(&split), &desired)
+            })))
+        })
     }
 }
 
