@@ -24,6 +24,9 @@ use ramp_e2e::fixtures::rollouts::{
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(90);
+/// A user's edit of a router object is undone by the router watch within this (typically
+/// well under a second; the margin is for a loaded shared test cluster).
+const EDIT_UNDONE_WITHIN: Duration = Duration::from_secs(3);
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -212,13 +215,26 @@ impl Scenario {
         Ok(())
     }
 
-    /// Makes the controller look at the Rollout again without changing what it should do.
-    async fn touch(&self, name: &str, value: &str) -> TestResult {
-        let patch = json!({"metadata": {"annotations": {"e2e.ramp.dev/touched": value}}});
-        self.rollouts()
-            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
-            .await?;
-        Ok(())
+    /// Waits until the router object holds what `check` wants again after a user's edit, and
+    /// says how long that took (nothing else touches the Rollout meanwhile: the router watch
+    /// alone must bring the correction).
+    async fn restored(
+        &self,
+        resource: &ApiResource,
+        name: &str,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Result<(Value, Duration), String> {
+        let began = std::time::Instant::now();
+        let spec = self.wait_spec(resource, name, what, check).await?;
+        let took = began.elapsed();
+        eprintln!("{what}: restored after {took:?}");
+        if took > EDIT_UNDONE_WITHIN {
+            return Err(format!(
+                "{what}: restored after {took:?}, more than {EDIT_UNDONE_WITHIN:?}"
+            ));
+        }
+        Ok((spec, took))
     }
 
     async fn wait(
@@ -386,9 +402,8 @@ async fn gateway_api_steps_header_route_user_edit_and_abort() -> TestResult {
             .unwrap_or_default();
     })
     .await?;
-    s.touch("gw", "1").await?;
-    let route = s
-        .wait_spec(
+    let (route, _) = s
+        .restored(
             &http_routes(),
             "gw-route",
             "weights restored to 80/20",
@@ -655,7 +670,6 @@ async fn nginx_canary_ingress_steps_header_route_user_edit_and_abort() -> TestRe
     ingresses
         .replace(&canary_name, &PostParams::default(), &edited)
         .await?;
-    s.touch(app, "1").await?;
     wait_ingress(
         "canary weight restored to 30",
         Box::new(|a| {
@@ -813,9 +827,8 @@ async fn istio_host_split_from_argo_manifest() -> TestResult {
         }
     })
     .await?;
-    s.touch(app, "1").await?;
-    let spec = s
-        .wait_spec(&virtual_services(), vs, "restored 90/10", |spec| {
+    let (spec, _) = s
+        .restored(&virtual_services(), vs, "restored 90/10", |spec| {
             istio_weights(&spec["http"][0], stable, canary) == Some((90, 10))
         })
         .await?;
@@ -1220,6 +1233,535 @@ async fn argo_smi_and_nginx_together() -> TestResult {
     .await?;
     wait_for("both routers back at 0", WAIT, || async {
         (weights().await == Some((0, 0))).then_some(())
+    })
+    .await?;
+    Ok(())
+}
+
+/// A user's edit of the route is undone by the router watch alone, mid-rollout and after the
+/// update completed (then the route must stay all on stable).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn router_edits_are_undone_at_once_mid_rollout_and_after_the_update() -> TestResult {
+    let s = Scenario::start(&["gateway-api/gateway.networking.k8s.io_httproutes.yaml"]).await?;
+    s.create_services("edit").await?;
+    s.create_object(
+        &http_routes(),
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "edit-route"},
+            "spec": {"parentRefs": [{"name": "gateway"}], "rules": [
+                {"backendRefs": [{"name": "edit-stable", "port": 80, "weight": 100},
+                                 {"name": "edit-canary", "port": 80, "weight": 0}]}]}
+        }),
+    )
+    .await?;
+    let canary = json!({
+        "stableService": "edit-stable", "canaryService": "edit-canary",
+        "trafficRouting": {"plugins": {"argoproj-labs/gatewayAPI": {"httpRoute": "edit-route"}}},
+        "steps": [{"setWeight": 30}, {"pause": {}}]
+    });
+    s.rollouts()
+        .create(
+            &PostParams::default(),
+            &canary_rollout("edit", 2, "demo:1", canary),
+        )
+        .await?;
+    s.wait("edit", "Healthy", healthy).await?;
+    let weights = |spec: &Value| gateway_weights(spec, "edit-stable", "edit-canary");
+    let set_weights = |stable: i64, canary: i64| {
+        move |spec: &mut Value| {
+            spec["rules"][0]["backendRefs"][0]["weight"] = json!(stable);
+            spec["rules"][0]["backendRefs"][1]["weight"] = json!(canary);
+        }
+    };
+
+    s.set_image("edit", "app", "demo:2").await?;
+    let paused = s.wait("edit", "paused at step 1", paused_at(1)).await?;
+    let v2 = status_of(&paused).current_pod_hash.unwrap_or_default();
+    s.wait_spec(&http_routes(), "edit-route", "70/30", |spec| {
+        weights(spec) == vec![(70, 30)]
+    })
+    .await?;
+    s.edit_spec(&http_routes(), "edit-route", set_weights(0, 100))
+        .await?;
+    s.restored(&http_routes(), "edit-route", "mid-rollout edit", |spec| {
+        weights(spec) == vec![(70, 30)]
+    })
+    .await?;
+
+    promote(&s.rollouts(), "edit").await?;
+    s.wait("edit", "Healthy on the new revision", |r| {
+        healthy(r) && status_of(r).stable_rs.as_deref() == Some(v2.as_str())
+    })
+    .await?;
+    s.wait_spec(&http_routes(), "edit-route", "100/0", |spec| {
+        weights(spec) == vec![(100, 0)]
+    })
+    .await?;
+    let before = s.rollouts().get("edit").await?.resource_version();
+    s.edit_spec(&http_routes(), "edit-route", set_weights(50, 50))
+        .await?;
+    s.restored(
+        &http_routes(),
+        "edit-route",
+        "edit after the update",
+        |spec| weights(spec) == vec![(100, 0)],
+    )
+    .await?;
+    assert_eq!(
+        s.rollouts().get("edit").await?.resource_version(),
+        before,
+        "undoing the edit writes nothing to the Rollout"
+    );
+    Ok(())
+}
+
+/// SMI: a user's edit of the TrafficSplit mid-rollout is undone; abort puts all traffic back
+/// on stable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smi_user_edit_and_abort() -> TestResult {
+    let s = Scenario::start(&["argo-rollouts/test/e2e/crds/split.yaml"]).await?;
+    s.create_services("split").await?;
+    let canary = json!({
+        "stableService": "split-stable", "canaryService": "split-canary",
+        "trafficRouting": {"smi": {"rootService": "split"}},
+        "steps": [{"setWeight": 40}, {"pause": {}}]
+    });
+    s.rollouts()
+        .create(
+            &PostParams::default(),
+            &canary_rollout("split", 2, "demo:1", canary),
+        )
+        .await?;
+    let first = s.wait("split", "Healthy", healthy).await?;
+    let v1 = status_of(&first).stable_rs.unwrap_or_default();
+    let weights = |spec: &Value| -> Vec<(String, i64)> {
+        spec["backends"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|b| {
+                (
+                    b["service"].as_str().unwrap_or_default().to_string(),
+                    b["weight"].as_i64().unwrap_or(-1),
+                )
+            })
+            .collect()
+    };
+    let expect = |canary: i64, stable: i64| {
+        vec![
+            ("split-canary".to_string(), canary),
+            ("split-stable".to_string(), stable),
+        ]
+    };
+    s.set_image("split", "app", "demo:2").await?;
+    s.wait("split", "paused at step 1", paused_at(1)).await?;
+    // The TrafficSplit is named after the Rollout when trafficSplitName is not set.
+    s.wait_spec(&traffic_splits(), "split", "40/60", |spec| {
+        weights(spec) == expect(40, 60)
+    })
+    .await?;
+    s.edit_spec(&traffic_splits(), "split", |spec| {
+        spec["backends"][0]["weight"] = json!(90);
+        spec["backends"][1]["weight"] = json!(10);
+    })
+    .await?;
+    s.restored(&traffic_splits(), "split", "SMI edit", |spec| {
+        weights(spec) == expect(40, 60)
+    })
+    .await?;
+
+    abort(&s.rollouts(), "split").await?;
+    s.wait("split", "aborted", aborted).await?;
+    s.wait_spec(&traffic_splits(), "split", "all on stable", |spec| {
+        weights(spec) == expect(0, 100)
+    })
+    .await?;
+    assert_eq!(
+        selected(&s, "split-canary").await.as_deref(),
+        Some(v1.as_str()),
+        "the canary Service is back on the stable pods"
+    );
+    Ok(())
+}
+
+async fn selected(s: &Scenario, service: &str) -> Option<String> {
+    ramp_e2e::fixtures::rollouts::selected_hash(&s.client(), s.ns(), service).await
+}
+
+/// Istio with HTTP and TCP routes: both carry the step's weight, a user's edit of the TCP
+/// route is undone, abort moves both back to stable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_http_and_tcp_routes_user_edit_and_abort() -> TestResult {
+    let s = Scenario::start(&["argo-rollouts/test/e2e/crds/istio.yaml"]).await?;
+    s.create_services("tcp").await?;
+    let destinations = json!([
+        {"destination": {"host": "tcp-stable"}, "weight": 100},
+        {"destination": {"host": "tcp-canary"}, "weight": 0}
+    ]);
+    s.create_object(
+        &virtual_services(),
+        json!({
+            "apiVersion": "networking.istio.io/v1alpha3", "kind": "VirtualService",
+            "metadata": {"name": "tcp-vsvc"},
+            "spec": {
+                "hosts": ["tcp"],
+                "http": [{"name": "primary", "route": destinations}],
+                "tcp": [
+                    {"match": [{"port": 3000}], "route": destinations},
+                    {"match": [{"port": 4000}], "route": [{"destination": {"host": "other"}}]}
+                ]
+            }
+        }),
+    )
+    .await?;
+    let canary = json!({
+        "stableService": "tcp-stable", "canaryService": "tcp-canary",
+        "trafficRouting": {"istio": {"virtualService": {
+            "name": "tcp-vsvc", "routes": ["primary"], "tcpRoutes": [{"port": 3000}]}}},
+        "steps": [{"setWeight": 30}, {"pause": {}}]
+    });
+    s.rollouts()
+        .create(
+            &PostParams::default(),
+            &canary_rollout("tcp", 2, "demo:1", canary),
+        )
+        .await?;
+    s.wait("tcp", "Healthy", healthy).await?;
+    let both = |spec: &Value| {
+        (
+            istio_weights(&spec["http"][0], "tcp-stable", "tcp-canary"),
+            istio_weights(&spec["tcp"][0], "tcp-stable", "tcp-canary"),
+        )
+    };
+    s.set_image("tcp", "app", "demo:2").await?;
+    s.wait("tcp", "paused at step 1", paused_at(1)).await?;
+    s.wait_spec(
+        &virtual_services(),
+        "tcp-vsvc",
+        "http and tcp 70/30",
+        |spec| both(spec) == (Some((70, 30)), Some((70, 30))),
+    )
+    .await?;
+    s.edit_spec(&virtual_services(), "tcp-vsvc", |spec| {
+        spec["tcp"][0]["route"][0]["weight"] = json!(10);
+        spec["tcp"][0]["route"][1]["weight"] = json!(90);
+    })
+    .await?;
+    let (spec, _) = s
+        .restored(&virtual_services(), "tcp-vsvc", "tcp route edit", |spec| {
+            both(spec) == (Some((70, 30)), Some((70, 30)))
+        })
+        .await?;
+    assert_eq!(
+        spec["tcp"][1],
+        json!({"match": [{"port": 4000}], "route": [{"destination": {"host": "other"}}]}),
+        "the user's other TCP route is untouched"
+    );
+
+    abort(&s.rollouts(), "tcp").await?;
+    s.wait("tcp", "aborted", aborted).await?;
+    s.wait_spec(&virtual_services(), "tcp-vsvc", "all on stable", |spec| {
+        both(spec) == (Some((100, 0)), Some((100, 0)))
+    })
+    .await?;
+    Ok(())
+}
+
+/// Istio subset split: a user's edit mid-rollout is undone; abort moves the weights back
+/// to the stable subset before the canary is scaled down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_subset_user_edit_and_abort() -> TestResult {
+    let s = Scenario::start(&["argo-rollouts/test/e2e/crds/istio.yaml"]).await?;
+    s.create_services("sub").await?;
+    s.create_object(
+        &virtual_services(),
+        json!({
+            "apiVersion": "networking.istio.io/v1alpha3", "kind": "VirtualService",
+            "metadata": {"name": "sub-vsvc"},
+            "spec": {"hosts": ["sub"], "http": [{"name": "primary", "route": [
+                {"destination": {"host": "sub", "subset": "stable"}, "weight": 100},
+                {"destination": {"host": "sub", "subset": "canary"}, "weight": 0}]}]}
+        }),
+    )
+    .await?;
+    s.create_object(
+        &destination_rules(),
+        json!({
+            "apiVersion": "networking.istio.io/v1alpha3", "kind": "DestinationRule",
+            "metadata": {"name": "sub-dr"},
+            "spec": {"host": "sub", "subsets": [
+                {"name": "stable", "labels": {"app": "sub"}},
+                {"name": "canary", "labels": {"app": "sub"}}]}
+        }),
+    )
+    .await?;
+    let canary = json!({
+        "trafficRouting": {"istio": {
+            "virtualService": {"name": "sub-vsvc", "routes": ["primary"]},
+            "destinationRule": {"name": "sub-dr", "canarySubsetName": "canary",
+                                "stableSubsetName": "stable"}}},
+        "steps": [{"setWeight": 50}, {"pause": {}}]
+    });
+    s.rollouts()
+        .create(
+            &PostParams::default(),
+            &canary_rollout("sub", 2, "demo:1", canary),
+        )
+        .await?;
+    let first = s.wait("sub", "Healthy", healthy).await?;
+    let v1 = status_of(&first).stable_rs.unwrap_or_default();
+    let weights = |spec: &Value| istio_weights(&spec["http"][0], "stable", "canary");
+    s.set_image("sub", "app", "demo:2").await?;
+    let paused = s.wait("sub", "paused at step 1", paused_at(1)).await?;
+    let v2 = status_of(&paused).current_pod_hash.unwrap_or_default();
+    s.wait_spec(&virtual_services(), "sub-vsvc", "50/50", |spec| {
+        weights(spec) == Some((50, 50))
+    })
+    .await?;
+    // The user points the canary subset at the stable pods: Ramp puts the hash back.
+    s.edit_spec(&destination_rules(), "sub-dr", |spec| {
+        spec["subsets"][1]["labels"][POD_TEMPLATE_HASH_LABEL] = json!(v1.clone());
+    })
+    .await?;
+    s.restored(
+        &destination_rules(),
+        "sub-dr",
+        "DestinationRule edit",
+        |spec| spec["subsets"][1]["labels"][POD_TEMPLATE_HASH_LABEL] == v2.as_str(),
+    )
+    .await?;
+    s.edit_spec(&virtual_services(), "sub-vsvc", |spec| {
+        spec["http"][0]["route"][0]["weight"] = json!(0);
+        spec["http"][0]["route"][1]["weight"] = json!(100);
+    })
+    .await?;
+    s.restored(
+        &virtual_services(),
+        "sub-vsvc",
+        "VirtualService edit",
+        |spec| weights(spec) == Some((50, 50)),
+    )
+    .await?;
+
+    abort(&s.rollouts(), "sub").await?;
+    s.wait("sub", "aborted", aborted).await?;
+    s.wait_spec(&virtual_services(), "sub-vsvc", "all on stable", |spec| {
+        weights(spec) == Some((100, 0))
+    })
+    .await?;
+    Ok(())
+}
+
+/// NGINX with several stable Ingresses: one canary Ingress per stable Ingress, each at the
+/// step's weight, each restored after an edit, all back at 0 when the update completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_several_stable_ingresses() -> TestResult {
+    let s = Scenario::start(&[]).await?;
+    s.create_services("multi").await?;
+    let ingresses: Api<Ingress> = Api::namespaced(s.client(), s.ns());
+    for (name, host) in [("multi-a", "a.example.com"), ("multi-b", "b.example.com")] {
+        let ingress: Ingress = serde_json::from_value(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": name, "annotations": {"kubernetes.io/ingress.class": "nginx"}},
+            "spec": {"rules": [{"host": host, "http": {"paths": [{
+                "path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "multi-stable", "port": {"number": 80}}}}]}}]}
+        }))?;
+        ingresses.create(&PostParams::default(), &ingress).await?;
+    }
+    let canary = json!({
+        "stableService": "multi-stable", "canaryService": "multi-canary",
+        "trafficRouting": {"nginx": {"stableIngresses": ["multi-a", "multi-b"]}},
+        "steps": [{"setWeight": 40}, {"pause": {}}]
+    });
+    s.rollouts()
+        .create(
+            &PostParams::default(),
+            &canary_rollout("multi", 2, "demo:1", canary),
+        )
+        .await?;
+    s.wait("multi", "Healthy", healthy).await?;
+    let canaries = ["multi-multi-a-canary", "multi-multi-b-canary"];
+    let weight_of = |ingress: &Ingress| {
+        ingress
+            .annotations()
+            .get("nginx.ingress.kubernetes.io/canary-weight")
+            .cloned()
+    };
+    let all_at = |weight: &'static str| {
+        let ingresses = ingresses.clone();
+        async move {
+            wait_for(
+                &format!("both canary Ingresses at {weight}"),
+                WAIT,
+                || async {
+                    for name in canaries {
+                        let ingress = ingresses.get_opt(name).await.ok().flatten()?;
+                        if weight_of(&ingress).as_deref() != Some(weight) {
+                            return None;
+                        }
+                    }
+                    Some(())
+                },
+            )
+            .await
+        }
+    };
+    all_at("0").await?;
+    s.set_image("multi", "app", "demo:2").await?;
+    let paused = s.wait("multi", "paused at step 1", paused_at(1)).await?;
+    let v2 = status_of(&paused).current_pod_hash.unwrap_or_default();
+    all_at("40").await?;
+    for (name, host) in [
+        (canaries[0], "a.example.com"),
+        (canaries[1], "b.example.com"),
+    ] {
+        let ingress = ingresses.get(name).await?;
+        let rule = &ingress
+            .spec
+            .as_ref()
+            .and_then(|s| s.rules.clone())
+            .unwrap_or_default()[0];
+        assert_eq!(rule.host.as_deref(), Some(host), "{name} keeps its host");
+        let backend = rule.http.as_ref().map(|h| h.paths[0].backend.clone());
+        assert_eq!(
+            backend.and_then(|b| b.service).map(|s| s.name).as_deref(),
+            Some("multi-canary"),
+            "{name} sends to the canary Service"
+        );
+    }
+    // Edit the second canary Ingress only.
+    let mut edited = ingresses.get(canaries[1]).await?;
+    edited.annotations_mut().insert(
+        "nginx.ingress.kubernetes.io/canary-weight".into(),
+        "100".into(),
+    );
+    ingresses
+        .replace(canaries[1], &PostParams::default(), &edited)
+        .await?;
+    let began = std::time::Instant::now();
+    all_at("40").await?;
+    let took = began.elapsed();
+    eprintln!("canary Ingress edit: restored after {took:?}");
+    assert!(took < EDIT_UNDONE_WITHIN, "restored after {took:?}");
+
+    promote(&s.rollouts(), "multi").await?;
+    s.wait("multi", "Healthy on the new revision", |r| {
+        healthy(r) && status_of(r).stable_rs.as_deref() == Some(v2.as_str())
+    })
+    .await?;
+    all_at("0").await?;
+    Ok(())
+}
+
+/// Argo's `istio-host-split-update-in-middle.yaml`: weight 0 with one canary pod, then a
+/// second update in the middle replaces the first canary; traffic never leaves stable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argo_istio_update_in_middle() -> TestResult {
+    let s = Scenario::start(&["argo-rollouts/test/e2e/crds/istio.yaml"]).await?;
+    let app = "istio-host-split";
+    s.env
+        .apply_yaml(&reference(
+            "argo-rollouts/test/e2e/istio/istio-host-split-update-in-middle.yaml",
+        )?)
+        .await?;
+    let first = s.wait(app, "Healthy", healthy).await?;
+    let v1 = status_of(&first).stable_rs.unwrap_or_default();
+    let vs = "istio-host-split-vsvc";
+    let (stable, canary) = ("istio-host-split-stable", "istio-host-split-canary");
+    s.set_image(app, app, "nginx:1.20-alpine").await?;
+    let paused = s.wait(app, "paused at step 2", paused_at(2)).await?;
+    let v2 = status_of(&paused).current_pod_hash.unwrap_or_default();
+    wait_for("one v2 canary pod, v1 whole", WAIT, || async {
+        let sizes = s.sizes(app).await;
+        (sizes.get(&v2) == Some(&1) && sizes.get(&v1) == Some(&2)).then_some(())
+    })
+    .await?;
+    let spec = s.object(&virtual_services(), vs).await?.data["spec"].clone();
+    assert_eq!(
+        istio_weights(&spec["http"][0], stable, canary),
+        Some((100, 0))
+    );
+
+    s.set_image(app, app, "nginx:1.21-alpine").await?;
+    let paused = s
+        .wait(app, "paused at step 2 on a third revision", |r| {
+            paused_at(2)(r)
+                && status_of(r)
+                    .current_pod_hash
+                    .as_deref()
+                    .is_some_and(|h| h != v1 && h != v2)
+        })
+        .await?;
+    let v3 = status_of(&paused).current_pod_hash.unwrap_or_default();
+    wait_for("one v3 canary pod, v2 gone, v1 whole", WAIT, || async {
+        let sizes = s.sizes(app).await;
+        (sizes.get(&v3) == Some(&1)
+            && sizes.get(&v2).copied().unwrap_or(0) == 0
+            && sizes.get(&v1) == Some(&2))
+        .then_some(())
+    })
+    .await?;
+    let spec = s.object(&virtual_services(), vs).await?.data["spec"].clone();
+    assert_eq!(
+        istio_weights(&spec["http"][0], stable, canary),
+        Some((100, 0))
+    );
+    promote(&s.rollouts(), app).await?;
+    s.wait(app, "Healthy on the third revision", |r| {
+        healthy(r) && status_of(r).stable_rs.as_deref() == Some(v3.as_str())
+    })
+    .await?;
+    Ok(())
+}
+
+/// Argo's `istio-rollout-abort-delete-all-canary-pods.yaml`: setCanaryScale steps, abort at
+/// the second pause moves traffic to stable and then removes every canary pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argo_istio_abort_deletes_all_canary_pods() -> TestResult {
+    let s = Scenario::start(&["argo-rollouts/test/e2e/crds/istio.yaml"]).await?;
+    let app = "istio-host-split";
+    s.env
+        .apply_yaml(&reference(
+            "argo-rollouts/test/e2e/istio/istio-rollout-abort-delete-all-canary-pods.yaml",
+        )?)
+        .await?;
+    let first = s.wait(app, "Healthy", healthy).await?;
+    let v1 = status_of(&first).stable_rs.unwrap_or_default();
+    let vs = "istio-host-split-vsvc";
+    let (stable, canary) = ("istio-host-split-stable", "istio-host-split-canary");
+    let weights = async || {
+        let spec = s.object(&virtual_services(), vs).await.ok()?.data["spec"].clone();
+        istio_weights(&spec["http"][0], stable, canary)
+    };
+    s.set_image(app, app, "nginx:1.20-alpine").await?;
+    let paused = s.wait(app, "paused at step 2", paused_at(2)).await?;
+    let v2 = status_of(&paused).current_pod_hash.unwrap_or_default();
+    wait_for("2 canary pods at weight 20", WAIT, || async {
+        let sizes = s.sizes(app).await;
+        (sizes.get(&v2) == Some(&2) && sizes.get(&v1) == Some(&5)).then_some(())
+    })
+    .await?;
+    assert_eq!(weights().await, Some((80, 20)));
+    promote(&s.rollouts(), app).await?;
+    s.wait(app, "paused at step 5", paused_at(5)).await?;
+    wait_for("4 canary pods at weight 40", WAIT, || async {
+        let sizes = s.sizes(app).await;
+        (sizes.get(&v2) == Some(&4) && sizes.get(&v1) == Some(&5)).then_some(())
+    })
+    .await?;
+    assert_eq!(weights().await, Some((60, 40)));
+
+    abort(&s.rollouts(), app).await?;
+    s.wait(app, "aborted", aborted).await?;
+    wait_for("all traffic on stable", WAIT, || async {
+        (weights().await == Some((100, 0))).then_some(())
+    })
+    .await?;
+    wait_for("every canary pod deleted", WAIT, || async {
+        let sizes = s.sizes(app).await;
+        (sizes.get(&v2).copied().unwrap_or(0) == 0 && sizes.get(&v1) == Some(&5)).then_some(())
     })
     .await?;
     Ok(())
