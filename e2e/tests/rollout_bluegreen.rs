@@ -4,7 +4,9 @@
 //! first deploy through an update to its end, manual promotion with `kubectl ramp promote`,
 //! `kubectl ramp get` naming the active and preview ReplicaSets, pre-promotion analysis that
 //! fails, aborts and is retried, post-promotion analysis whose failure moves the active
-//! Service back, and an undo within the scale-down delay.
+//! Service back, an undo within the scale-down delay, activeMetadata/previewMetadata on the
+//! running pods as their ReplicaSet's role changes, and the antiAffinity term following the
+//! stable revision.
 
 mod plugin_support;
 
@@ -12,8 +14,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Service;
-use kube::api::{Patch, PatchParams, PostParams};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use ramp_controller::api::{AnalysisRun, AnalysisTemplate, Rollout, RolloutPhase};
 use ramp_e2e::cluster::{TestEnv, for_test};
@@ -740,5 +743,230 @@ async fn abort_while_paused_then_undo_within_the_scale_down_delay() -> TestResul
             .unwrap_or_default()
             .is_empty()
     );
+    Ok(())
+}
+
+/// The pods of the ReplicaSet of `hash` (not being deleted), by name, with their labels and
+/// annotations.
+async fn pods_of(
+    s: &Scenario,
+    hash: &str,
+) -> Option<BTreeMap<String, (BTreeMap<String, String>, BTreeMap<String, String>)>> {
+    let pods: Api<Pod> = Api::namespaced(s.client(), s.ns());
+    let selector = format!("rollouts-pod-template-hash={hash}");
+    let list = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .ok()?;
+    Some(
+        list.items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .map(|p| {
+                let name = p.name_any();
+                let labels = p.metadata.labels.unwrap_or_default();
+                let annotations = p.metadata.annotations.unwrap_or_default();
+                (name, (labels, annotations))
+            })
+            .collect(),
+    )
+}
+
+/// Waits until the ReplicaSet of `hash` has `count` pods and every one passes `check`.
+async fn wait_pods(
+    s: &Scenario,
+    hash: &str,
+    count: usize,
+    what: &str,
+    check: impl Fn(&BTreeMap<String, String>, &BTreeMap<String, String>) -> bool,
+) -> Result<Vec<String>, String> {
+    wait_for(&format!("{count} pods of {hash} {what}"), WAIT, || async {
+        let pods = pods_of(s, hash).await?;
+        (pods.len() == count && pods.values().all(|(l, a)| check(l, a)))
+            .then(|| pods.keys().cloned().collect())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_and_preview_metadata_relabel_the_running_pods() -> TestResult {
+    let s = Scenario::start().await?;
+    s.create_services("tags").await?;
+    let rollout = blue_green_rollout(
+        "tags",
+        2,
+        "demo:1",
+        json!({
+            "autoPromotionEnabled": false,
+            "scaleDownDelaySeconds": 60,
+            "activeMetadata": {"labels": {"role": "active"}},
+            "previewMetadata": {
+                "labels": {"role": "preview", "preview": "yes"},
+                "annotations": {"example.com/previewed": "true"}
+            }
+        }),
+    );
+    s.rollouts()
+        .create(&PostParams::default(), &serde_json::from_value(rollout)?)
+        .await?;
+    let v1 = stable_hash(&s.wait("tags", "Healthy", healthy).await?);
+    let label = |l: &BTreeMap<String, String>, k: &str| l.get(k).cloned();
+    wait_pods(&s, &v1, 2, "labelled active", |l, _| {
+        label(l, "role").as_deref() == Some("active")
+    })
+    .await?;
+
+    // Before promotion the preview pods carry previewMetadata, the active ones activeMetadata.
+    s.set_image("tags", "demo:2").await?;
+    let v2 = current_hash(&s.wait("tags", "paused", paused_for_promotion).await?);
+    let previewed = wait_pods(&s, &v2, 2, "labelled preview", |l, a| {
+        label(l, "role").as_deref() == Some("preview")
+            && label(l, "preview").as_deref() == Some("yes")
+            && a.get("example.com/previewed").map(String::as_str) == Some("true")
+    })
+    .await?;
+    wait_pods(&s, &v1, 2, "still labelled active", |l, _| {
+        label(l, "role").as_deref() == Some("active")
+    })
+    .await?;
+    // Someone else's label on the running preview pods.
+    let pods: Api<Pod> = Api::namespaced(s.client(), s.ns());
+    for name in &previewed {
+        pods.patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"team": "shop"}}})),
+        )
+        .await?;
+    }
+
+    // After promotion the same pods (relabelled in place, not replaced) carry activeMetadata
+    // and nothing of previewMetadata; the selector, hash and foreign labels are untouched.
+    promote(&s.rollouts(), "tags").await?;
+    s.wait("tags", "Healthy on v2", healthy_after(&v1)).await?;
+    let promoted = wait_pods(&s, &v2, 2, "relabelled active", |l, a| {
+        label(l, "role").as_deref() == Some("active")
+            && !l.contains_key("preview")
+            && !a.contains_key("example.com/previewed")
+    })
+    .await?;
+    assert_eq!(promoted, previewed, "the running pods were relabelled");
+    let now = pods_of(&s, &v2).await.ok_or("listing the pods of v2")?;
+    for (labels, _) in now.values() {
+        assert_eq!(label(labels, "team").as_deref(), Some("shop"));
+        assert_eq!(label(labels, "app").as_deref(), Some("tags"));
+        assert_eq!(
+            label(labels, "rollouts-pod-template-hash").as_deref(),
+            Some(v2.as_str())
+        );
+    }
+    // The old revision, up for its scale-down delay, no longer passes for active.
+    assert_eq!(s.sizes("tags").await.get(&v1), Some(&2));
+    wait_pods(&s, &v1, 2, "without a role", |l, _| !l.contains_key("role")).await?;
+    let sets: Api<ReplicaSet> = Api::namespaced(s.client(), s.ns());
+    let rs = sets.get(&format!("tags-{v2}")).await?;
+    let template_labels = rs
+        .spec
+        .and_then(|s| s.template)
+        .and_then(|t| t.metadata)
+        .and_then(|m| m.labels)
+        .unwrap_or_default();
+    assert_eq!(
+        template_labels.get("role").map(String::as_str),
+        Some("active")
+    );
+    assert!(!template_labels.contains_key("preview"));
+    Ok(())
+}
+
+/// The pod-template hashes the injected anti-affinity term of a ReplicaSet selects.
+async fn anti_affinity_of(s: &Scenario, app: &str, hash: &str) -> Option<Vec<String>> {
+    let sets: Api<ReplicaSet> = Api::namespaced(s.client(), s.ns());
+    let rs = sets.get(&format!("{app}-{hash}")).await.ok()?;
+    let terms = rs
+        .spec?
+        .template?
+        .spec?
+        .affinity?
+        .pod_anti_affinity?
+        .preferred_during_scheduling_ignored_during_execution?;
+    Some(
+        terms
+            .into_iter()
+            .filter_map(|t| t.pod_affinity_term.label_selector?.match_expressions)
+            .flatten()
+            .filter(|r| r.key == "rollouts-pod-template-hash")
+            .flat_map(|r| r.values.unwrap_or_default())
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anti_affinity_follows_the_stable_revision_when_going_back() -> TestResult {
+    let s = Scenario::start().await?;
+    s.create_services("spread").await?;
+    let rollout = blue_green_rollout(
+        "spread",
+        1,
+        "demo:1",
+        json!({
+            "scaleDownDelaySeconds": 5,
+            "antiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": {"weight": 50}}
+        }),
+    );
+    s.rollouts()
+        .create(&PostParams::default(), &serde_json::from_value(rollout)?)
+        .await?;
+    let v1 = stable_hash(&s.wait("spread", "Healthy", healthy).await?);
+    assert_eq!(anti_affinity_of(&s, "spread", &v1).await, None);
+
+    s.set_image("spread", "demo:2").await?;
+    let v2 = stable_hash(
+        &s.wait("spread", "Healthy on v2", healthy_after(&v1))
+            .await?,
+    );
+    assert_eq!(
+        anti_affinity_of(&s, "spread", &v2).await,
+        Some(vec![v1.clone()])
+    );
+    s.set_image("spread", "demo:3").await?;
+    let v3 = stable_hash(
+        &s.wait("spread", "Healthy on v3", healthy_after(&v2))
+            .await?,
+    );
+    assert_eq!(
+        anti_affinity_of(&s, "spread", &v3).await,
+        Some(vec![v2.clone()])
+    );
+    assert_eq!(
+        anti_affinity_of(&s, "spread", &v2).await,
+        Some(vec![v1.clone()]),
+        "untouched while it is not the new ReplicaSet"
+    );
+
+    // Back to revision 2's template: its ReplicaSet keeps off the nodes of v3, not of v1.
+    s.set_image("spread", "demo:2").await?;
+    wait_for("v2's anti-affinity re-pointed at v3", WAIT, || async {
+        (anti_affinity_of(&s, "spread", &v2).await? == [v3.clone()]).then_some(())
+    })
+    .await?;
+    let back = s
+        .wait("spread", "Healthy on v2 again", healthy_after(&v3))
+        .await?;
+    assert_eq!(stable_hash(&back), v2);
+    let sets: Api<ReplicaSet> = Api::namespaced(s.client(), s.ns());
+    let rs = sets.get(&format!("spread-{v2}")).await?;
+    let weights: Vec<i32> = rs
+        .spec
+        .and_then(|s| s.template)
+        .and_then(|t| t.spec)
+        .and_then(|s| s.affinity)
+        .and_then(|a| a.pod_anti_affinity)
+        .and_then(|a| a.preferred_during_scheduling_ignored_during_execution)
+        .unwrap_or_default()
+        .iter()
+        .map(|t| t.weight)
+        .collect();
+    assert_eq!(weights, [50], "one term, not one per stable revision");
     Ok(())
 }

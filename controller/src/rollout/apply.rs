@@ -2,8 +2,9 @@
 //!
 //! ```text
 //!  1 traffic   Service selectors (merge patch), router weights   — alone, first
-//!  2 objects   ReplicaSets (create / merge patch / delete), AnalysisRuns (create /
-//!              terminate / delete), evictions, the Rollout's revision annotation
+//!  2 objects   ReplicaSets (create / merge patch / delete), pods relabelled for their
+//!              ReplicaSet's role, AnalysisRuns (create / terminate / delete), evictions,
+//!              the Rollout's revision annotation
 //!  3 status    one merge patch of the status subresource with only the changed fields
 //! ```
 //!
@@ -246,6 +247,7 @@ pub async fn apply(
         }
     });
     applied.writes += try_join_all(updates).await?.len();
+    applied.writes += super::ephemeral::apply(client, &namespace, &plan.pod_metadata).await?;
     for name in &plan.replica_set_deletes {
         match replica_sets.delete(name, &DeleteParams::default()).await {
             Ok(_) => applied.writes += 1,

@@ -14,7 +14,7 @@
 //!         abortScaleDownDelaySeconds
 //!  BlueGreenPause · active Service: to the new ReplicaSet when promoted, back to stable
 //!         on abort, and only ever onto a fully available ReplicaSet
-//!  activeMetadata / previewMetadata on the ReplicaSets' pod templates
+//!  activeMetadata / previewMetadata on the ReplicaSets' pod templates and running pods
 //!  promotion (stableRS) · status
 //! ```
 //!

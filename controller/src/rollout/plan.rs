@@ -44,6 +44,8 @@ pub struct Plan {
     pub experiments: Vec<crate::experiment::step::ExperimentChange>,
     /// Pods to evict for `spec.restartAt`.
     pub evictions: Vec<String>,
+    /// ReplicaSets whose running pods take the metadata of a new role.
+    pub pod_metadata: Vec<super::ephemeral::PodMetadataSync>,
     /// New value of the Rollout's `rollout.argoproj.io/revision` annotation.
     pub rollout_revision: Option<String>,
     /// The status the Rollout should have; written only where it differs from the observed.
@@ -67,6 +69,7 @@ impl Plan {
             || !self.analysis_runs.is_empty()
             || !self.experiments.is_empty()
             || !self.evictions.is_empty()
+            || !self.pod_metadata.is_empty()
             || self.rollout_revision.is_some()
     }
 }

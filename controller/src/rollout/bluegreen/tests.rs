@@ -1047,6 +1047,101 @@ fn active_and_preview_metadata_follow_the_roles() {
         update(&name("web:1")),
         Some(BTreeMap::from([("role".into(), None)]))
     );
+    // Both have pods: they are relabelled, and the new role is recorded only after that.
+    let relabelled: Vec<(String, Option<crate::api::ObjectLabels>)> = plan
+        .pod_metadata
+        .iter()
+        .map(|s| (s.replica_set.clone(), s.wanted.clone()))
+        .collect();
+    let role = |r: &str| crate::api::ObjectLabels {
+        labels: Some(BTreeMap::from([("role".into(), r.into())])),
+        annotations: None,
+    };
+    assert_eq!(
+        relabelled,
+        [(name("web:2"), Some(role("active"))), (name("web:1"), None)]
+    );
+    let sync = &plan.pod_metadata[0];
+    assert_eq!(sync.recorded, Some(role("preview")));
+    assert_eq!(sync.uid.as_deref(), Some(format!("rs-{v2}").as_str()));
+    assert_eq!(
+        sync.selector,
+        format!("app=web,{POD_TEMPLATE_HASH_LABEL}={v2}")
+    );
+    assert!(sync.protected.contains("app") && sync.protected.contains(POD_TEMPLATE_HASH_LABEL));
+    assert!(
+        plan.replica_set_updates
+            .iter()
+            .all(|u| !u.annotations.contains_key(EPHEMERAL_METADATA_ANNOTATION)),
+        "{:?}",
+        plan.replica_set_updates
+    );
+}
+
+#[test]
+fn a_replica_set_without_pods_records_its_role_with_its_template() {
+    let v2 = hash("web:2");
+    let mut old = (*replica_set("web:1", 1, 0, 0, 0)).clone();
+    old.status.as_mut().unwrap().replicas = 0;
+    let template = old.spec.as_mut().unwrap().template.as_mut().unwrap();
+    template
+        .metadata
+        .as_mut()
+        .unwrap()
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert("role".into(), "active".into());
+    old.metadata.annotations.as_mut().unwrap().insert(
+        EPHEMERAL_METADATA_ANNOTATION.into(),
+        r#"{"labels":{"role":"active"}}"#.into(),
+    );
+    let r = rollout()
+        .image("web:2")
+        .revision("2")
+        .blue_green(|b| {
+            b.active_metadata = Some(crate::api::ObjectLabels {
+                labels: Some(BTreeMap::from([("role".into(), "active".into())])),
+                annotations: None,
+            })
+        })
+        .status(&v2, &v2, &v2, &v2)
+        .build();
+    let mut current = (*replica_set("web:2", 2, 3, 3, 10)).clone();
+    current.metadata.annotations.as_mut().unwrap().insert(
+        EPHEMERAL_METADATA_ANNOTATION.into(),
+        r#"{"labels":{"role":"active"}}"#.into(),
+    );
+    current
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .as_mut()
+        .unwrap()
+        .metadata
+        .as_mut()
+        .unwrap()
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert("role".into(), "active".into());
+    let sets = vec![Arc::new(old), Arc::new(current)];
+    let plan = super::super::plan(&observed(r, sets, Some(&v2), Some(&v2)), at(0));
+    assert!(plan.pod_metadata.is_empty(), "{:?}", plan.pod_metadata);
+    let update = plan
+        .replica_set_updates
+        .iter()
+        .find(|u| u.name == name("web:1"))
+        .expect("the old ReplicaSet's template");
+    assert_eq!(
+        update.template_labels,
+        Some(BTreeMap::from([("role".into(), None)]))
+    );
+    assert_eq!(
+        update.annotations.get(EPHEMERAL_METADATA_ANNOTATION),
+        Some(&None)
+    );
 }
 
 #[test]
