@@ -32,7 +32,6 @@ fn credentials(password: &str) -> Credentials {
 }
 
 #[test]
-#[ignore = "open finding: gix answers the server's 401 with `Transport handshake failed` instead of retrying with the username/password callback; a fix is to send Basic auth preemptively as the bearer token is"]
 fn username_and_password_are_sent_and_the_commit_is_fetched() {
     let (repo, commit) = repo_with_a_commit();
     let server = GitHttpServer::serve(&repo, USER, PASSWORD).expect("a git http server");

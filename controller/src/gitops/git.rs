@@ -165,7 +165,8 @@ impl GixBackend {
     }
 }
 
-/// Configuration for the transport: ssh key and host checking, HTTP bearer token.
+/// Configuration for the transport: ssh key and host checking, HTTP bearer token or Basic
+/// credentials.
 fn transport_overrides(
     dir: &Path,
     credentials: Option<&Credentials>,
@@ -195,6 +196,13 @@ fn transport_overrides(
     }
     if let Some(token) = &credentials.bearer_token {
         overrides.push(format!("http.extraHeader=Authorization: Bearer {token}"));
+    } else if let Some(password) = &credentials.password {
+        // Sent with the first request: gix's answer to a 401 challenge loses the handshake
+        // with some servers (git http-backend among them), and git itself accepts it too.
+        use base64::Engine as _;
+        let user = credentials.username.as_deref().unwrap_or("git");
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        overrides.push(format!("http.extraHeader=Authorization: Basic {basic}"));
     }
     Ok(overrides)
 }
@@ -721,5 +729,11 @@ mod tests {
         );
         let key = std::fs::read_to_string(dir.path().join("ramp-ssh-key")).expect("key file");
         assert_eq!(key, "-----BEGIN KEY-----\n");
+        // base64("bot:s3cret")
+        assert!(
+            overrides
+                .contains(&"http.extraHeader=Authorization: Basic Ym90OnMzY3JldA==".to_owned()),
+            "{overrides:?}"
+        );
     }
 }
