@@ -53,7 +53,21 @@ impl KindStore {
             reference = reference.within(namespace);
         }
         let object = self.store.get(&reference)?;
-        serde_json::to_value(&*object).ok()
+        self.to_json(&object)
+    }
+
+    /// An object as JSON with its apiVersion and kind: the items of a list carry none (only
+    /// watch events do), so objects cached from the first list get the watched kind's.
+    fn to_json(&self, object: &DynamicObject) -> Option<Value> {
+        let mut value = serde_json::to_value(object).ok()?;
+        let map = value.as_object_mut()?;
+        if !map.get("apiVersion").is_some_and(Value::is_string) {
+            map.insert("apiVersion".into(), self.resource.api_version.clone().into());
+        }
+        if !map.get("kind").is_some_and(Value::is_string) {
+            map.insert("kind".into(), self.resource.kind.clone().into());
+        }
+        Some(value)
     }
 
     /// The resourceVersion of a live object.
@@ -80,7 +94,7 @@ impl KindStore {
                     .as_ref()
                     .is_some_and(|a| a.contains_key(TRACKING_ANNOTATION))
             })
-            .filter_map(|o| serde_json::to_value(&**o).ok())
+            .filter_map(|o| self.to_json(o))
             .collect()
     }
 }
@@ -282,4 +296,41 @@ fn managing_instance(group: &str, kind: &str, object: &DynamicObject) -> Option<
         .as_ref()
         .is_some_and(|r| !r.is_empty());
     (key == own && !owned).then(|| app.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::api::ObjectMeta;
+    use kube::runtime::watcher::Event;
+
+    #[test]
+    fn objects_from_a_list_get_the_watched_kind() {
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", "Deployment"));
+        let mut writer = reflector::store::Writer::new(resource.clone());
+        let store = KindStore {
+            store: writer.as_reader(),
+            resource: resource.clone(),
+        };
+        // As a list item arrives: no apiVersion or kind.
+        let listed = DynamicObject {
+            types: None,
+            metadata: ObjectMeta {
+                name: Some("backend".into()),
+                namespace: Some("team".into()),
+                annotations: Some([(TRACKING_ANNOTATION.to_owned(), "x".to_owned())].into()),
+                ..ObjectMeta::default()
+            },
+            data: serde_json::json!({"spec": {"replicas": 2}}),
+        };
+        writer.apply_watcher_event(&Event::InitApply(listed));
+        writer.apply_watcher_event(&Event::InitDone);
+        let live = store.get("team", "backend").expect("cached");
+        assert_eq!(live["apiVersion"], "apps/v1");
+        assert_eq!(live["kind"], "Deployment");
+        assert_eq!(live["spec"]["replicas"], 2);
+        let tracked = store.tracked();
+        assert_eq!(tracked.len(), 1);
+        assert_eq!(tracked[0]["apiVersion"], "apps/v1");
+    }
 }
