@@ -62,7 +62,10 @@ impl KindStore {
         let mut value = serde_json::to_value(object).ok()?;
         let map = value.as_object_mut()?;
         if !map.get("apiVersion").is_some_and(Value::is_string) {
-            map.insert("apiVersion".into(), self.resource.api_version.clone().into());
+            map.insert(
+                "apiVersion".into(),
+                self.resource.api_version.clone().into(),
+            );
         }
         if !map.get("kind").is_some_and(Value::is_string) {
             map.insert("kind".into(), self.resource.kind.clone().into());

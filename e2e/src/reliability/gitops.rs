@@ -195,6 +195,19 @@ pub async fn synced_at(client: &Client, namespace: &str, revision: &str) -> bool
     sync == "Synced" && at == revision && succeeded
 }
 
+/// Whether the Application's health has followed its objects to an end: once the Rollout has
+/// settled the Application is reconciled again, and until then it may still say Progressing.
+pub async fn health_settled(client: &Client, namespace: &str) -> bool {
+    let Ok(app) = Api::<Application>::namespaced(client.clone(), namespace)
+        .get(APP)
+        .await
+    else {
+        return false;
+    };
+    let (_, _, health) = summary(&app);
+    !matches!(health.as_str(), "" | "Progressing" | "Unknown")
+}
+
 /// The Application and the objects only Git owns, in words that do not depend on the run.
 pub async fn state(
     client: &Client,

@@ -774,9 +774,14 @@ pub async fn run_trial(
                 synced.get_or_insert_with(|| updated.elapsed());
             }
             let rollout = rollouts.get_opt(ROLLOUT).await.ok().flatten()?;
-            (kind.ending.reached(&rollout, &old, steps)
-                && settled(client, namespace, kind, &old).await.ok()?)
-            .then_some(())
+            let ended = kind.ending.reached(&rollout, &old, steps)
+                && settled(client, namespace, kind, &old).await.ok()?;
+            // The Application's health follows the Rollout's at its next reconcile.
+            let app_settled = match &git {
+                Some(_) => gitops::health_settled(client, namespace).await,
+                None => true,
+            };
+            (ended && app_settled).then_some(())
         },
     )
     .await;
