@@ -9,12 +9,14 @@ set -euo pipefail
 
 cache=${1:?usage: build-kube.sh CACHE_DIR}
 version=v1.20.2
+# Raised with every patch that changes the binaries; a cache built at a lower level rebuilds.
+patch_level=2
 mkdir -p "$cache/bin" "$cache/apt/lists/partial" "$cache/src"
 cache=$(cd "$cache" && pwd)
 # Several test binaries may ask for the build at once: one builds, the others wait here.
 exec 9>"$cache/.build.lock"
 flock 9
-if [ -f "$cache/bin/.complete" ] && [ -x "$cache/bin/kube-apiserver" ] && [ -x "$cache/bin/kube-controller-manager" ] && [ -x "$cache/bin/etcd" ]; then
+if [ "$(cat "$cache/bin/.complete" 2>/dev/null)" = "$patch_level" ] && [ -x "$cache/bin/kube-apiserver" ] && [ -x "$cache/bin/kube-controller-manager" ] && [ -x "$cache/bin/etcd" ]; then
     exit 0
 fi
 
@@ -60,6 +62,22 @@ if [ ! -f "$cache/src/.patched" ]; then
     cp -rL /usr/share/gocode/src/github.com/modern-go/reflect2/. "$src/vendor/github.com/modern-go/reflect2/"
     rm -rf "$src/vendor/github.com/modern-go/reflect2/go.mod" "$src/vendor/github.com/modern-go/reflect2/go.sum"
     touch "$cache/src/.patched"
+fi
+
+# go-openapi's type check takes "a value equal to its type's zero value" for null by comparing
+# two reflect.Values with DeepEqual; from Go 1.19 on, reflect.Zero and an empty string share one
+# static buffer, so every "" in a custom resource is refused as null (e.g. Argo's
+# `status.analysisRuns[].analysisRun: ""`). Kubernetes built with its own Go never saw this;
+# check for nil only, as later kube-openapi does.
+if [ ! -f "$cache/src/.patched-null-check" ]; then
+    say "patching the OpenAPI type check so an empty string is not taken for null (Go 1.19)"
+    for file in "$src/vendor/k8s.io/kube-openapi/pkg/validation/validate/type.go" \
+        "$src/vendor/github.com/go-openapi/validate/type.go"; do
+        grep -q 'if data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data)) {' "$file"
+        sed -i 's/if data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data)) {/if data == nil {/' "$file"
+    done
+    rm -f "$cache/bin/kube-apiserver" "$cache/bin/kube-controller-manager" "$cache/bin/.complete"
+    touch "$cache/src/.patched-null-check"
 fi
 
 gopath="$cache/gopath"
@@ -115,5 +133,5 @@ for cmd in kube-apiserver kube-controller-manager; do
     fi
 done
 "$cache/bin/kube-apiserver" --version >&2
-touch "$cache/bin/.complete"
+echo "$patch_level" >"$cache/bin/.complete"
 say "done: $cache/bin"

@@ -2,7 +2,7 @@
 //!
 //! `scripts/build-kube.sh` (embedded in this crate, so it runs from any working directory)
 //! installs Debian's `golang-1.19-go`, `etcd-server` and `dpkg-dev`, fetches the source package
-//! `kubernetes` 1.20.2, patches it for Go 1.19 and builds `kube-apiserver` and
+//! `kubernetes` 1.20.2, patches it for Go 1.19 (reflect2, the OpenAPI null check) and builds `kube-apiserver` and
 //! `kube-controller-manager` into `CACHE/kube-1.20.2/bin/`. Every stage leaves a marker, so an
 //! interrupted build resumes and a finished one returns at once. `CACHE` is `$RAMP_CACHE_DIR`,
 //! else `$XDG_CACHE_HOME/ramp`, else `~/.cache/ramp`.
@@ -15,6 +15,10 @@ use super::ClusterError;
 pub const KUBE_VERSION: &str = "1.20.2";
 
 const BUILD_SCRIPT: &str = include_str!("../../scripts/build-kube.sh");
+
+/// The build script's `patch_level`, written into `bin/.complete`: a cache built before the
+/// last patch is rebuilt (only the stages that changed).
+const PATCH_LEVEL: &str = "2";
 
 /// Paths of the three control-plane binaries.
 #[derive(Clone, Debug)]
@@ -53,7 +57,8 @@ impl KubeBinaries {
     pub fn cached() -> Result<Option<Self>, ClusterError> {
         let bin = cache_dir()?.join("bin");
         let binaries = Self::in_dir(&bin);
-        let complete = bin.join(".complete").is_file()
+        let level = std::fs::read_to_string(bin.join(".complete")).unwrap_or_default();
+        let complete = level.trim() == PATCH_LEVEL
             && [
                 &binaries.etcd,
                 &binaries.kube_apiserver,
@@ -120,4 +125,17 @@ pub async fn build() -> Result<(), ClusterError> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_patch_level_is_the_build_scripts() {
+        assert!(
+            BUILD_SCRIPT.contains(&format!("\npatch_level={PATCH_LEVEL}\n")),
+            "PATCH_LEVEL and build-kube.sh's patch_level differ"
+        );
+    }
 }
