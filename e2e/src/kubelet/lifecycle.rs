@@ -147,9 +147,16 @@ impl PodView {
                                     code: 1,
                                 }
                             } else {
+                                let env: Vec<(String, String)> = c
+                                    .env
+                                    .iter()
+                                    .flatten()
+                                    .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+                                    .collect();
                                 program_of(
                                     c.command.as_deref().unwrap_or(&[]),
                                     c.args.as_deref().unwrap_or(&[]),
+                                    &env,
                                 )
                             },
                             never_ready: image_has_suffix(&image, "-unready"),

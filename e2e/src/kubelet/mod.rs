@@ -43,8 +43,9 @@
 //! and doubles up to 5 min (the kubelet's starts at 10 s; scaled down so tests see restarts).
 //!
 //! **Commands.** A container's `command` + `args` decide when it ends (see [`program`]):
-//! `exit N`, `true`, `false`, `sleep N` (then exit 0), and `sh -c '…'` scripts made of those
-//! (with `;`, `&&`, `||`, `set -e`). Anything else runs until the pod is deleted. How the end
+//! `exit N`, `true`, `false`, `echo`, `sleep N` (then exit 0), and `sh -c '…'` scripts made of
+//! those (with `;`, `&&`, `||`, `set -e`), after the kubelet's `$(VAR)` expansion from the
+//! container's `env` values. Anything else runs until the pod is deleted. How the end
 //! plays out depends on `restartPolicy`: `Never` → the pod ends `Succeeded` (all containers
 //! exited 0) or `Failed`; `OnFailure` → exit 0 completes, other codes restart with back-off;
 //! `Always` → every exit restarts with back-off. So a Job with `exit 0` completes, and a Job with

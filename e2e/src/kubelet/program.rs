@@ -23,10 +23,50 @@ pub enum Program {
     Exits { after: Duration, code: i32 },
 }
 
-/// The program `command` + `args` would run.
-pub fn program_of(command: &[String], args: &[String]) -> Program {
-    let argv: Vec<&str> = command.iter().chain(args).map(String::as_str).collect();
+/// The program `command` + `args` would run, after the kubelet's `$(VAR)` expansion with the
+/// container's `env` (name, value).
+pub fn program_of(command: &[String], args: &[String], env: &[(String, String)]) -> Program {
+    let expanded: Vec<String> = command
+        .iter()
+        .chain(args)
+        .map(|word| expand_env(word, env))
+        .collect();
+    let argv: Vec<&str> = expanded.iter().map(String::as_str).collect();
     run_argv(&argv, Duration::ZERO).map_or(Program::RunsForever, |outcome| outcome.as_program())
+}
+
+/// Kubernetes' expansion of `command` and `args`: `$(NAME)` becomes the value of the env var
+/// `NAME` when it is defined (and stays as written when not), `$$` becomes `$`, any other `$`
+/// is kept.
+fn expand_env(word: &str, env: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(word.len());
+    let mut rest = word;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(inner) = after.strip_prefix('(')
+            && let Some(close) = inner.find(')')
+        {
+            let name = &inner[..close];
+            match env.iter().rev().find(|(n, _)| n == name) {
+                Some((_, value)) => out.push_str(value),
+                None => {
+                    out.push_str("$(");
+                    out.push_str(name);
+                    out.push(')');
+                }
+            }
+            rest = &inner[close + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Where a command left the simulated shell.
@@ -304,7 +344,7 @@ mod tests {
     }
 
     fn run(words: &[&str]) -> Program {
-        program_of(&argv(words), &[])
+        program_of(&argv(words), &[], &[])
     }
 
     fn exits(seconds: f64, code: i32) -> Program {
@@ -315,8 +355,23 @@ mod tests {
     }
 
     #[test]
+    fn env_references_are_expanded_as_the_kubelet_does() {
+        let env = vec![("HASH".to_owned(), "6cd44767".to_owned())];
+        assert_eq!(expand_env("hash $(HASH)!", &env), "hash 6cd44767!");
+        assert_eq!(
+            expand_env("$(MISSING) $$(HASH) $5", &env),
+            "$(MISSING) $(HASH) $5"
+        );
+        assert_eq!(expand_env("$(UNCLOSED", &env), "$(UNCLOSED");
+        let script = argv(&["sh", "-c", "echo \"hash: $(HASH)\"\nexit 0"]);
+        assert_eq!(program_of(&script, &[], &env), exits(0.0, 0));
+        // Unexpanded, the `$` leaves the simulated shell's subset.
+        assert_eq!(program_of(&script, &[], &[]), Program::RunsForever);
+    }
+
+    #[test]
     fn no_command_or_unknown_program_runs_forever() {
-        assert_eq!(program_of(&[], &[]), Program::RunsForever);
+        assert_eq!(program_of(&[], &[], &[]), Program::RunsForever);
         assert_eq!(run(&["/app/server", "--port=8080"]), Program::RunsForever);
         assert_eq!(run(&["nginx", "-g", "daemon off;"]), Program::RunsForever);
         assert_eq!(run(&["sleep", "infinity"]), Program::RunsForever);
@@ -337,10 +392,13 @@ mod tests {
     #[test]
     fn command_and_args_are_joined() {
         assert_eq!(
-            program_of(&argv(&["sh", "-c"]), &argv(&["sleep 2; exit 4"])),
+            program_of(&argv(&["sh", "-c"]), &argv(&["sleep 2; exit 4"]), &[]),
             exits(2.0, 4)
         );
-        assert_eq!(program_of(&argv(&["sleep"]), &argv(&["3"])), exits(3.0, 0));
+        assert_eq!(
+            program_of(&argv(&["sleep"]), &argv(&["3"]), &[]),
+            exits(3.0, 0)
+        );
     }
 
     #[test]
