@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
-use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::core::v1::{PodTemplateSpec, Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -330,6 +330,19 @@ fn passed_duration(experiment: &Experiment, status: &ExperimentStatus, now: Time
     duration_left(experiment, status, now).is_some_and(|left| left.is_negative())
 }
 
+/// The hash of an experiment template's pods: the pod template's, salted with the template
+/// name (see [`template_replica_set`]).
+pub fn template_hash(pod: &PodTemplateSpec, name: &str, collision_count: Option<i32>) -> String {
+    let mut salted = pod.clone();
+    salted
+        .metadata
+        .get_or_insert_with(Default::default)
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(TEMPLATE_NAME_ANNOTATION.into(), name.to_owned());
+    pod_template_hash(&salted, collision_count)
+}
+
 fn progress_deadline(experiment: &Experiment) -> i64 {
     i64::from(
         experiment
@@ -342,6 +355,11 @@ fn progress_deadline(experiment: &Experiment) -> i64 {
 /// The ReplicaSet a template runs as: its pod template labelled with its own hash (never the
 /// hash of the ReplicaSet it was copied from), the selector narrowed to that hash, owned by
 /// the Experiment.
+///
+/// The hash covers the template's name as well as its pod template: a template copied from a
+/// Rollout's ReplicaSet (`specRef`) has the same pod template, and the same hash would put the
+/// experiment's pods behind the Rollout's Services, whose selectors carry the hash; two
+/// templates of one pod spec would likewise select each other's pods.
 pub fn template_replica_set(
     experiment: &Experiment,
     template: &ExperimentTemplate,
@@ -352,7 +370,7 @@ pub fn template_replica_set(
     if let Some(labels) = pod.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
         labels.remove(POD_TEMPLATE_HASH_LABEL);
     }
-    let hash = pod_template_hash(&pod, collision_count);
+    let hash = template_hash(&pod, &template.name, collision_count);
     pod.metadata
         .get_or_insert_with(Default::default)
         .labels

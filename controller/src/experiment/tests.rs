@@ -228,7 +228,16 @@ fn each_template_runs_as_a_replica_set_of_its_own_hash() {
     let hash = canary.pod_hash().to_string();
     assert_eq!(
         hash,
+        plan::template_hash(&pod("demo", "demo:yellow", Some(8080)), "canary", None)
+    );
+    // Not the plain pod template's hash (a Rollout's pods may have it), nor another template's.
+    assert_ne!(
+        hash,
         pod_template_hash(&pod("demo", "demo:yellow", Some(8080)), None)
+    );
+    assert_ne!(
+        hash,
+        plan::template_hash(&pod("demo", "demo:yellow", Some(8080)), "baseline", None)
     );
     let spec = canary.spec.as_ref().unwrap();
     assert_eq!(spec.replicas, Some(2));
