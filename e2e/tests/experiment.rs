@@ -257,7 +257,6 @@ fn available_at(experiment: &Experiment) -> Option<k8s_openapi::jiff::Timestamp>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "open finding: on the shared cluster the in-process Experiment controller writes no status (Experiments stay without a phase); under investigation"]
 async fn basic_and_same_template_experiments_run_their_duration_and_succeed() -> TestResult {
     let s = Scenario::start().await?;
     let basic = s
@@ -338,7 +337,6 @@ async fn basic_and_same_template_experiments_run_their_duration_and_succeed() ->
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "open finding: on the shared cluster the in-process Experiment controller writes no status (Experiments stay without a phase); under investigation"]
 async fn template_services_live_while_the_template_runs() -> TestResult {
     let s = Scenario::start().await?;
     let cases = [
@@ -361,10 +359,9 @@ async fn template_services_live_while_the_template_runs() -> TestResult {
             1,
         ),
     ];
-    for (path, _, _, _) in &cases {
+    // One at a time: each Service lives only 5 s past its experiment's end.
+    for (path, name, service, ports) in &cases {
         s.create(path, unchanged).await?;
-    }
-    for (_, name, service, ports) in &cases {
         let running = s.wait_phase(name, AnalysisPhase::Running).await?;
         assert_eq!(s.size(name, "test").await, Some((1, 1)));
         let svc = s.api::<Service>().get(service).await?;
@@ -383,8 +380,7 @@ async fn template_services_live_while_the_template_runs() -> TestResult {
         let status = running.status.unwrap_or_default();
         let entry = &status.template_statuses.unwrap_or_default()[0];
         assert_eq!(entry.service_name.as_deref(), Some(*service));
-    }
-    for (_, name, service, _) in &cases {
+
         let done = s.wait_phase(name, AnalysisPhase::Successful).await?;
         let finished = Instant::now();
         assert!(
@@ -406,7 +402,6 @@ async fn template_services_live_while_the_template_runs() -> TestResult {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "open finding: on the shared cluster the in-process Experiment controller writes no status (Experiments stay without a phase); under investigation"]
 async fn dry_run_and_measurement_retention_analyses() -> TestResult {
     let s = Scenario::start().await?;
     s.create(
@@ -460,7 +455,6 @@ async fn dry_run_and_measurement_retention_analyses() -> TestResult {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "open finding: on the shared cluster the in-process Experiment controller writes no status (Experiments stay without a phase); under investigation"]
 async fn argo_expected_failures_end_failed_or_in_error() -> TestResult {
     let s = Scenario::start().await?;
     s.create(
@@ -596,7 +590,6 @@ async fn replica_set_of_revision(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "open finding: on the shared cluster the in-process Experiment controller writes no status (Experiments stay without a phase); under investigation"]
 async fn a_rollout_experiment_step_passes_hashes_to_its_analysis_and_moves_on() -> TestResult {
     let s = Scenario::start().await?;
     s.create(
@@ -709,7 +702,6 @@ async fn a_rollout_experiment_step_passes_hashes_to_its_analysis_and_moves_on() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "open finding: on the shared cluster the in-process Experiment controller writes no status (Experiments stay without a phase); under investigation"]
 async fn the_rollout_experiment_step_example_aborts_when_its_analysis_fails() -> TestResult {
     let s = Scenario::start().await?;
     // `random-fail` flips a coin with $RANDOM, which the simulated kubelet cannot run: here it
