@@ -6,7 +6,8 @@
 //! fails, aborts and is retried, post-promotion analysis whose failure moves the active
 //! Service back, an undo within the scale-down delay, activeMetadata/previewMetadata on the
 //! running pods as their ReplicaSet's role changes, and the antiAffinity term following the
-//! stable revision.
+//! stable revision; previewReplicaCount, autoPromotionSeconds and scaleDownDelayRevisionLimit
+//! together.
 
 mod plugin_support;
 
@@ -968,5 +969,93 @@ async fn anti_affinity_follows_the_stable_revision_when_going_back() -> TestResu
         .map(|t| t.weight)
         .collect();
     assert_eq!(weights, [50], "one term, not one per stable revision");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preview_replica_count_auto_promotion_seconds_and_the_revision_limit() -> TestResult {
+    let s = Scenario::start().await?;
+    let app = "bgknobs";
+    s.create_services(app).await?;
+    s.apply(&format!(
+        r#"
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata:
+  name: {app}
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {{app: {app}}}
+  template:
+    metadata:
+      labels: {{app: {app}}}
+    spec:
+      containers:
+      - name: web
+        image: demo:1
+  strategy:
+    blueGreen:
+      activeService: {app}-active
+      previewService: {app}-preview
+      previewReplicaCount: 1
+      autoPromotionSeconds: 3
+      scaleDownDelaySeconds: 60
+      scaleDownDelayRevisionLimit: 1
+"#
+    ))
+    .await?;
+    let first = s.wait(app, "Healthy", healthy).await?;
+    let v1 = stable_hash(&first);
+
+    // Paused with the preview stack at previewReplicaCount, the active Service untouched.
+    s.set_image(app, "demo:2").await?;
+    let paused = s
+        .wait(app, "paused before the switch", paused_for_promotion)
+        .await?;
+    let v2 = current_hash(&paused);
+    s.wait_size(app, &v2, 1).await?;
+    assert_eq!(s.sizes(app).await.get(&v1), Some(&3));
+    assert_eq!(s.selected(&format!("{app}-active")).await, Some(v1.clone()));
+    assert_eq!(
+        s.selected(&format!("{app}-preview")).await,
+        Some(v2.clone())
+    );
+
+    // autoPromotionSeconds ends the pause: the preview stack is scaled to full size first,
+    // then the active Service switches.
+    let paused_at = Instant::now();
+    let promoted = s
+        .wait(app, "promoted on its own", healthy_after(&v1))
+        .await?;
+    assert!(
+        paused_at.elapsed() >= Duration::from_secs(1),
+        "promoted {:?} after the pause was seen",
+        paused_at.elapsed()
+    );
+    assert_eq!(stable_hash(&promoted), v2);
+    assert_eq!(s.sizes(app).await.get(&v2), Some(&3));
+    assert_eq!(s.selected(&format!("{app}-active")).await, Some(v2.clone()));
+
+    // A third revision: with scaleDownDelayRevisionLimit 1 only the newest old stack (v2)
+    // stays up through its delay; v1 goes at once instead of after its 60 s.
+    s.set_image(app, "demo:3").await?;
+    let done = s.wait(app, "promoted again", healthy_after(&v2)).await?;
+    let v3 = stable_hash(&done);
+    assert_ne!(v3, v2);
+    // Well before v1's own 60 s delay ends.
+    wait_for(
+        &format!("ReplicaSet {v1} scaled down by the revision limit"),
+        Duration::from_secs(30),
+        || async { (s.sizes(app).await.get(&v1) == Some(&0)).then_some(()) },
+    )
+    .await?;
+    let sizes = s.sizes(app).await;
+    assert_eq!(
+        sizes.get(&v2),
+        Some(&3),
+        "the newest old stack is kept: {sizes:?}"
+    );
+    assert_eq!(sizes.get(&v3), Some(&3));
     Ok(())
 }
