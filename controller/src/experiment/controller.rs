@@ -32,12 +32,14 @@ use kube::runtime::{WatchStreamExt, watcher as watch};
 use kube::{Api, Client, Resource, ResourceExt};
 use ramp_analysis::api::{AnalysisRun, AnalysisTemplateRef};
 use ramp_analysis::build::{ApiTemplates, expand_templates};
+use ramp_analysis::watch::{PacedTriggers, paced};
 use serde_json::{Value, json};
 
 use super::TEMPLATE_NAME_ANNOTATION;
 use super::plan::{self, ExperimentPlan, ObservedExperiment, ReplicaSetChange};
 use crate::api::{Experiment, ExperimentStatus};
 use crate::leader::Leadership;
+use crate::rollout::apply::{TakenName, taken_name};
 use crate::rollout::gather::{self, OwnedIndex};
 use crate::rollout::names::{
     FIELD_MANAGER, INSTANCE_ID_LABEL, POD_TEMPLATE_HASH_LABEL, SCALE_DOWN_DEADLINE_ANNOTATION,
@@ -148,11 +150,10 @@ pub fn rollout_experiments(
 ) {
     let index = OwnedIndex::<Experiment>::default();
     let writer = index.clone();
-    let stream = watch(
+    let stream = paced(watch(
         api::<Experiment>(client, namespace),
         page(watcher::Config::default()),
-    )
-    .default_backoff()
+    ))
     .modify(gather::strip_metadata)
     .inspect(move |event| {
         if let Ok(event) = event {
@@ -209,8 +210,7 @@ where
 {
     let index = OwnedIndex::<K>::default();
     let writer = index.clone();
-    let stream = watch(api, page(config))
-        .default_backoff()
+    let stream = paced(watch(api, page(config)))
         .modify(strip)
         .filter_map(|event| futures::future::ready(only_experiment_controlled(event)))
         .inspect(move |event| {
@@ -294,11 +294,10 @@ pub async fn run(
     let namespace = config.namespace.as_deref();
     let (store, writer) = reflector::store::<Experiment>();
     let listed = gather::Listed::default();
-    let experiments = watch(
+    let experiments = paced(watch(
         api::<Experiment>(&client, namespace),
         page(watcher::Config::default().labels(&instance_selector(config.instance_id.as_deref()))),
-    )
-    .default_backoff()
+    ))
     .modify(gather::strip_metadata)
     .reflect(writer)
     .inspect(gather::mark_listed(listed.clone()))
@@ -343,6 +342,8 @@ pub async fn run(
         }
     });
     Controller::for_stream(experiments, store)
+        // Each watch backs off by itself (410s excepted), as the Rollout controller's do.
+        .trigger_backoff(PacedTriggers)
         .owns_stream(rs_events)
         .owns_stream(service_events)
         .owns_stream(run_events)
@@ -690,14 +691,15 @@ fn template_error(status: &mut ExperimentStatus, template: &str, message: String
 }
 
 /// Creates a run; a name taken by another run moves to `NAME.1`, `NAME.2`… (Argo's collision
-/// counter). A run of ours with the same spec, still measuring, is taken as created.
+/// counter). A run of this Experiment with the same spec is taken as created, finished or not
+/// (the Rollout controller's rule, [`crate::rollout::apply::taken_name`]): an Experiment never
+/// starts an analysis twice, so it is the run whose status write was lost.
 async fn create_run(
     runs: &Api<AnalysisRun>,
     mut run: AnalysisRun,
     namespace: &str,
 ) -> Result<String, ExperimentError> {
     let base = run.name_any();
-    let owner = gather::controller_uid(&run);
     for attempt in 0..10 {
         let name = if attempt == 0 {
             base.clone()
@@ -714,15 +716,7 @@ async fn create_run(
                     namespace,
                     &name,
                 ))?;
-                let phase = existing
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.phase)
-                    .unwrap_or_default();
-                if gather::controller_uid(&existing) == owner
-                    && existing.spec.metrics.len() == run.spec.metrics.len()
-                    && !phase.completed()
-                {
+                if taken_name(&existing, &run, &[]) == TakenName::Ours {
                     return Ok(name);
                 }
             }

@@ -11,7 +11,7 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client};
 use ramp_analysis::api::AnalysisRun;
 use serde::de::DeserializeOwned;
@@ -117,7 +117,7 @@ where
         + 'static,
 {
     let (store, writer) = reflector::store::<K>();
-    let signals = reflector::reflector(writer, watcher(api, config).default_backoff())
+    let signals = reflector::reflector(writer, ramp_analysis::watch::paced(watcher(api, config)))
         .filter_map(move |event| {
             futures::future::ready(match event {
                 Ok(watcher::Event::InitDone) => Some(Signal::Listed(kind)),

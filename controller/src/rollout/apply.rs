@@ -473,7 +473,7 @@ fn replica_set_patch(update: &ReplicaSetUpdate) -> Value {
 
 /// What a create answered `409 AlreadyExists` found under the planned run's name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum TakenName {
+pub(crate) enum TakenName {
     /// The run this one would be: created by an earlier pass whose status write was lost
     /// (or is not in the cache yet). It is adopted, verdict included: a Failed run aborts.
     Ours,
@@ -489,7 +489,11 @@ enum TakenName {
 /// the Rollout's status names and the plan saw (a resume after an Inconclusive run). Argo's
 /// `CreateWithCollisionCounter` takes every completed run for an earlier attempt, which makes
 /// a second run of one step when only the status write naming the first was lost.
-fn taken_name(existing: &AnalysisRun, planned: &AnalysisRun, replaced: &[String]) -> TakenName {
+pub(crate) fn taken_name(
+    existing: &AnalysisRun,
+    planned: &AnalysisRun,
+    replaced: &[String],
+) -> TakenName {
     let owner = planned.owner_references().first().map(|o| &o.uid);
     let same_owner = existing
         .owner_references()

@@ -24,7 +24,7 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt, discovery};
 use tokio::sync::{Notify, mpsc};
 
@@ -436,9 +436,7 @@ async fn watch_kind(
         Some(namespace) => Api::namespaced_with(watches.client.clone(), namespace, &resource),
         None => Api::all_with(watches.client.clone(), &resource),
     };
-    let mut events = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
+    let mut events = ramp_analysis::watch::paced(watcher(api, watcher::Config::default())).boxed();
     loop {
         let event = tokio::select! {
             event = events.next() => event,
