@@ -214,12 +214,29 @@ impl Cluster {
         let triggers = self.triggers.clone();
         let (group, kind) = (resource.group.clone(), resource.kind.clone());
         let stream = reflector::reflector(writer, paced(watcher(api, watcher::Config::default())));
+        let reader = store.store.clone();
         let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
+            let mut relist = Relist::default();
             while let Some(event) = stream.next().await {
                 let object = match event {
                     Ok(watcher::Event::Apply(object) | watcher::Event::Delete(object)) => object,
-                    Ok(_) => continue,
+                    Ok(watcher::Event::Init) => {
+                        relist.start(&reader, &group, &kind);
+                        continue;
+                    }
+                    Ok(watcher::Event::InitApply(object)) => {
+                        if let Some(app) = relist.changed(&group, &kind, &object) {
+                            let _ = triggers.send(app);
+                        }
+                        continue;
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        for app in relist.finish() {
+                            let _ = triggers.send(app);
+                        }
+                        continue;
+                    }
                     Err(error) => {
                         tracing::debug!(%kind, ?error, "watch of managed kind interrupted; retrying");
                         continue;
@@ -266,6 +283,62 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+/// What a relist (after a watch outage or a `410 Gone`) changed: managed objects that are new
+/// or changed in the list, and those gone from it (deleted while no events came), trigger
+/// their application. The first list triggers nothing: every application is reconciled then.
+#[derive(Default)]
+struct Relist {
+    listed_once: bool,
+    /// Before the relist: managed objects' resourceVersion and application.
+    before: HashMap<(String, String), (Option<String>, String)>,
+}
+
+impl Relist {
+    fn start(&mut self, reader: &Store<DynamicObject>, group: &str, kind: &str) {
+        self.before = if self.listed_once {
+            reader
+                .state()
+                .iter()
+                .filter_map(|object| {
+                    let app = managing_instance(group, kind, object)?;
+                    let version = object.metadata.resource_version.clone();
+                    Some((object_key(object), (version, app)))
+                })
+                .collect()
+        } else {
+            HashMap::new()
+        };
+    }
+
+    fn changed(&mut self, group: &str, kind: &str, object: &DynamicObject) -> Option<String> {
+        if !self.listed_once {
+            return None;
+        }
+        let before = self.before.remove(&object_key(object));
+        let app = managing_instance(group, kind, object)?;
+        match before {
+            Some((version, _)) if version == object.metadata.resource_version => None,
+            _ => Some(app),
+        }
+    }
+
+    fn finish(&mut self) -> Vec<String> {
+        let gone = std::mem::take(&mut self.before)
+            .into_values()
+            .map(|(_, app)| app)
+            .collect();
+        self.listed_once = true;
+        gone
+    }
+}
+
+fn object_key(object: &DynamicObject) -> (String, String) {
+    (
+        object.metadata.namespace.clone().unwrap_or_default(),
+        object.metadata.name.clone().unwrap_or_default(),
+    )
 }
 
 fn kind_key(resource: &ApiResource) -> KindKey {
@@ -335,5 +408,69 @@ mod tests {
         let tracked = store.tracked();
         assert_eq!(tracked.len(), 1);
         assert_eq!(tracked[0]["apiVersion"], "apps/v1");
+    }
+
+    fn managed(name: &str, version: &str) -> DynamicObject {
+        let id = format!("team_web:apps/Deployment:team/{name}");
+        DynamicObject {
+            types: None,
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("team".into()),
+                resource_version: Some(version.into()),
+                annotations: Some([(TRACKING_ANNOTATION.to_owned(), id)].into()),
+                ..ObjectMeta::default()
+            },
+            data: serde_json::json!({}),
+        }
+    }
+
+    /// Feeds one list through the writer and the relist tracker, as the watch task does.
+    fn list(
+        writer: &mut reflector::store::Writer<DynamicObject>,
+        relist: &mut Relist,
+        objects: Vec<DynamicObject>,
+    ) -> Vec<String> {
+        let reader = writer.as_reader();
+        let mut triggered = Vec::new();
+        writer.apply_watcher_event(&Event::Init);
+        relist.start(&reader, "apps", "Deployment");
+        for object in objects {
+            writer.apply_watcher_event(&Event::InitApply(object.clone()));
+            triggered.extend(relist.changed("apps", "Deployment", &object));
+        }
+        writer.apply_watcher_event(&Event::InitDone);
+        triggered.extend(relist.finish());
+        triggered
+    }
+
+    #[test]
+    fn a_relist_triggers_the_apps_of_objects_changed_or_deleted_meanwhile() {
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", "Deployment"));
+        let mut writer = reflector::store::Writer::new(resource);
+        let mut relist = Relist::default();
+        let first = list(
+            &mut writer,
+            &mut relist,
+            vec![managed("a", "1"), managed("b", "2"), managed("c", "3")],
+        );
+        assert!(
+            first.is_empty(),
+            "the first list triggers nothing: {first:?}"
+        );
+        // Unchanged: nothing.
+        let same = list(
+            &mut writer,
+            &mut relist,
+            vec![managed("a", "1"), managed("b", "2"), managed("c", "3")],
+        );
+        assert!(same.is_empty(), "{same:?}");
+        // b changed and c deleted while the watch was down.
+        let after = list(
+            &mut writer,
+            &mut relist,
+            vec![managed("a", "1"), managed("b", "9")],
+        );
+        assert_eq!(after, vec!["team_web".to_owned(), "team_web".to_owned()]);
     }
 }
