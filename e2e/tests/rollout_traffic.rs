@@ -207,10 +207,24 @@ impl Scenario {
         Ok(())
     }
 
+    /// Sets one container's image and nothing else (a merge patch would replace the whole
+    /// container list, dropping ports and resources).
     async fn set_image(&self, name: &str, container: &str, image: &str) -> TestResult {
-        let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}});
+        let rollout = self.rollouts().get(name).await?;
+        let index = rollout
+            .spec
+            .template
+            .as_ref()
+            .and_then(|t| t.spec.as_ref())
+            .and_then(|s| s.containers.iter().position(|c| c.name == container))
+            .ok_or_else(|| format!("Rollout {name} has no container {container}"))?;
+        let patch: json_patch::Patch = serde_json::from_value(json!([{
+            "op": "replace",
+            "path": format!("/spec/template/spec/containers/{index}/image"),
+            "value": image,
+        }]))?;
         self.rollouts()
-            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
             .await?;
         Ok(())
     }
@@ -1762,6 +1776,88 @@ async fn argo_istio_abort_deletes_all_canary_pods() -> TestResult {
     wait_for("every canary pod deleted", WAIT, || async {
         let sizes = s.sizes(app).await;
         (sizes.get(&v2).copied().unwrap_or(0) == 0 && sizes.get(&v1) == Some(&5)).then_some(())
+    })
+    .await?;
+    Ok(())
+}
+
+/// Argo's `smi/rollout-smi-experiment.yaml`, unchanged: at the experiment step the template's
+/// Service gets its own 5 % in the TrafficSplit (the canary keeps 5 %, stable the rest) once
+/// the template runs; promoted fully, the split is back to stable alone and the experiment's
+/// backend is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smi_experiment_step_gives_the_template_its_weight() -> TestResult {
+    let s = Scenario::start(&["argo-rollouts/test/e2e/crds/split.yaml"]).await?;
+    let app = "rollout-smi-experiment";
+    s.env
+        .apply_yaml(&reference(
+            "argo-rollouts/test/e2e/smi/rollout-smi-experiment.yaml",
+        )?)
+        .await?;
+    s.wait(app, "Healthy", healthy).await?;
+    let split = "rollout-smi-experiment-trafficsplit";
+    let (stable, canary) = (
+        "rollout-smi-experiment-stable",
+        "rollout-smi-experiment-canary",
+    );
+    let weights = |spec: &Value| -> BTreeMap<String, i64> {
+        spec["backends"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|b| {
+                let weight = b["weight"]
+                    .as_i64()
+                    .or_else(|| b["weight"].as_str().and_then(|w| w.parse().ok()))
+                    .unwrap_or(-1);
+                (
+                    b["service"].as_str().unwrap_or_default().to_string(),
+                    weight,
+                )
+            })
+            .collect()
+    };
+
+    s.set_image(app, app, "nginx:1.20-alpine").await?;
+    let at_experiment = s
+        .wait(app, "at the experiment step", |r| {
+            status_of(r).current_step_index == Some(1)
+                && status_of(r)
+                    .canary
+                    .and_then(|c| c.current_experiment)
+                    .is_some()
+        })
+        .await?;
+    let experiment = status_of(&at_experiment)
+        .canary
+        .and_then(|c| c.current_experiment)
+        .unwrap_or_default();
+    let spec = s
+        .wait_spec(
+            &traffic_splits(),
+            split,
+            "5/90/5 with the experiment",
+            |spec| {
+                let w = weights(spec);
+                w.len() == 3 && w.get(canary) == Some(&5) && w.get(stable) == Some(&90)
+            },
+        )
+        .await?;
+    let (service, weight) = weights(&spec)
+        .into_iter()
+        .find(|(name, _)| name != stable && name != canary)
+        .ok_or("an experiment backend")?;
+    assert_eq!(weight, 5, "the template's weight");
+    assert!(
+        service.starts_with(&experiment),
+        "the backend is the experiment's Service: {service} (experiment {experiment})"
+    );
+
+    ramp_e2e::fixtures::rollouts::promote_full(&s.rollouts(), app).await?;
+    s.wait(app, "Healthy on the new revision", healthy).await?;
+    s.wait_spec(&traffic_splits(), split, "all traffic on stable", |spec| {
+        let w = weights(spec);
+        w.len() == 2 && w.get(stable) == Some(&100) && w.get(canary) == Some(&0)
     })
     .await?;
     Ok(())

@@ -23,7 +23,7 @@ use serde_json::json;
 use super::plan::{is_terminating, phase};
 use crate::api::{
     CanaryStatus, Experiment, ExperimentAnalysisTemplateRef, ExperimentSpec, ExperimentTemplate,
-    RolloutExperimentStep, TemplateService,
+    RolloutExperimentStep, TemplateService, WeightDestination,
 };
 use crate::rollout::analysis::rollout_arguments;
 use crate::rollout::apply::ApplyError;
@@ -107,6 +107,43 @@ pub fn reconcile(p: &mut Planner<'_>) -> Result<(), String> {
 pub fn succeeded(p: &Planner<'_>) -> bool {
     current(p)
         .is_some_and(|e| phase(&e.status.clone().unwrap_or_default()) == AnalysisPhase::Successful)
+}
+
+/// The traffic weights of the current experiment step's templates that ask for one
+/// (`templates[].weight`): each template's Service gets its weight once the template runs with
+/// available pods (Argo's `additionalDestinations`); until then, and once the Experiment has
+/// ended, none.
+pub fn weight_destinations(p: &Planner<'_>) -> Vec<WeightDestination> {
+    let (Some(step), _) = steps::current(p.rollout) else {
+        return Vec::new();
+    };
+    let Some(experiment_step) = step.experiment.as_ref() else {
+        return Vec::new();
+    };
+    let Some(experiment) = current(p) else {
+        return Vec::new();
+    };
+    let status = experiment.status.clone().unwrap_or_default();
+    if phase(&status).completed() || is_terminating(experiment, &status) {
+        return Vec::new();
+    }
+    let templates = status.template_statuses.unwrap_or_default();
+    experiment_step
+        .templates
+        .iter()
+        .filter_map(|template| {
+            let weight = template.weight?;
+            let running = templates.iter().find(|t| t.name == template.name)?;
+            let ready =
+                running.status.as_deref() == Some("Running") && running.available_replicas > 0;
+            ready.then(|| WeightDestination {
+                weight,
+                service_name: running.service_name.clone(),
+                pod_template_hash: running.pod_template_hash.clone(),
+            })
+        })
+        .filter(|d| d.service_name.is_some())
+        .collect()
 }
 
 /// The Experiment of the current step: the one the status names, or (after a status write

@@ -33,6 +33,8 @@ pub fn reconcile(p: &mut Planner<'_>) {
     let aborting = p.is_aborted();
     // At a setWeight step a new weight counts only once the router is read back holding it.
     let mut verifying = false;
+    // Experiment templates with a weight (only while the step runs, never on abort).
+    let mut additional = Vec::new();
 
     if let Some(previous_canary) = canary::dynamically_rolling_back(p) {
         desired = weight_on_abort(p, max_weight);
@@ -73,6 +75,9 @@ pub fn reconcile(p: &mut Planner<'_>) {
                 .unwrap_or(0);
         } else if index != all_steps.len() {
             desired = steps::current_set_weight(p.rollout, false);
+            if carries_additional_destinations(routing) {
+                additional = crate::experiment::step::weight_destinations(p);
+            }
         } else {
             desired = max_weight;
         }
@@ -93,11 +98,12 @@ pub fn reconcile(p: &mut Planner<'_>) {
             pod_template_hash: Some(canary_hash.clone()).filter(|h| !h.is_empty()),
         },
         stable: WeightDestination {
-            weight: max_weight - desired,
+            weight: (max_weight - desired - additional.iter().map(|d| d.weight).sum::<i32>())
+                .max(0),
             service_name: strategy.stable_service.clone(),
             pod_template_hash: Some(stable_hash.clone()).filter(|h| !h.is_empty()),
         },
-        additional: None,
+        additional: Some(additional.clone()).filter(|a| !a.is_empty()),
         // Apply reads the router back after writing and records what it found.
         verified: verifying.then_some(false),
     };
@@ -130,7 +136,7 @@ pub fn reconcile(p: &mut Planner<'_>) {
     p.plan.traffic = Some(TrafficPlan {
         canary_weight: desired,
         max_weight,
-        additional: Vec::new(),
+        additional,
         canary_hash,
         stable_hash,
         canary_service: strategy.canary_service.clone(),
@@ -160,4 +166,14 @@ fn weight_on_abort(p: &Planner<'_>, max_weight: i32) -> i32 {
         desired = desired.min(previous.canary.weight);
     }
     desired.max(0)
+}
+
+/// Whether every configured router sends experiment templates their own weights: SMI does
+/// (a backend per template Service); Ramp's Istio, NGINX and Gateway API routers do not yet,
+/// so with them an experiment's weights are left out rather than taken from stable.
+fn carries_additional_destinations(routing: &crate::api::RolloutTrafficRouting) -> bool {
+    routing.smi.is_some()
+        && routing.istio.is_none()
+        && routing.nginx.is_none()
+        && routing.plugins.as_ref().is_none_or(|p| p.is_empty())
 }
