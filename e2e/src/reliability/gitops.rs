@@ -180,10 +180,7 @@ pub async fn create_application(client: &Client, namespace: &str, url: &str) -> 
 
 /// Whether the Application is Synced at `revision` and its last operation succeeded.
 pub async fn synced_at(client: &Client, namespace: &str, revision: &str) -> bool {
-    let Ok(app) = Api::<Application>::namespaced(client.clone(), namespace)
-        .get(APP)
-        .await
-    else {
+    let Some(app) = read_application(client, namespace).await else {
         return false;
     };
     let (sync, at, _) = summary(&app);
@@ -198,14 +195,20 @@ pub async fn synced_at(client: &Client, namespace: &str, revision: &str) -> bool
 /// Whether the Application's health has followed its objects to an end: once the Rollout has
 /// settled the Application is reconciled again, and until then it may still say Progressing.
 pub async fn health_settled(client: &Client, namespace: &str) -> bool {
-    let Ok(app) = Api::<Application>::namespaced(client.clone(), namespace)
+    read_application(client, namespace)
+        .await
+        .is_some_and(|app| {
+            let (_, _, health) = summary(&app);
+            !matches!(health.as_str(), "" | "Progressing" | "Unknown")
+        })
+}
+
+/// The trial's Application, `None` when it cannot be read (yet).
+async fn read_application(client: &Client, namespace: &str) -> Option<Application> {
+    Api::<Application>::namespaced(client.clone(), namespace)
         .get(APP)
         .await
-    else {
-        return false;
-    };
-    let (_, _, health) = summary(&app);
-    !matches!(health.as_str(), "" | "Progressing" | "Unknown")
+        .ok()
 }
 
 /// The Application and the objects only Git owns, in words that do not depend on the run.
