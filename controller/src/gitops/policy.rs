@@ -60,6 +60,13 @@ pub fn decide(
     since_last: Option<Duration>,
 ) -> SyncDecision {
     let prune = automation.is_some_and(|a| a.prune);
+    // A sync recorded as Running was cut off (the controller stopped mid-sync): it is resumed,
+    // in sync or not, so that it ends with a result and a history entry as it would have.
+    if let Some(running) = last.filter(|op| op.phase == "Running") {
+        return SyncDecision::Sync {
+            retry_count: running.retry_count.unwrap_or(0),
+        };
+    }
     if drift.out_of_sync == 0 && drift.prunable == 0 {
         return SyncDecision::InSync;
     }
@@ -259,6 +266,31 @@ mod tests {
             decide(None, None, "abc", DRIFT, None, None),
             SyncDecision::Skip(_)
         ));
+    }
+
+    #[test]
+    fn a_sync_cut_off_while_running_is_resumed_even_in_sync() {
+        let cut_off = op("Running", "abc", 1);
+        assert_eq!(
+            decide(
+                Some(AUTO),
+                None,
+                "abc",
+                Drift::default(),
+                Some(&cut_off),
+                None
+            ),
+            SyncDecision::Sync { retry_count: 1 }
+        );
+        assert_eq!(
+            decide(Some(AUTO), None, "abc", DRIFT, Some(&cut_off), None),
+            SyncDecision::Sync { retry_count: 1 }
+        );
+        let done = op("Succeeded", "abc", 0);
+        assert_eq!(
+            decide(Some(AUTO), None, "abc", Drift::default(), Some(&done), None),
+            SyncDecision::InSync
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use super::GitopsConfig;
 use super::application::{
     Application, ApplicationStatus, ComparedTo, HealthStatus, Operation, OperationInitiator,
-    OperationState, ResourceStatus, SyncOperation, SyncOperationResult,
+    OperationState, ResourceResult, ResourceStatus, SyncOperation, SyncOperationResult,
 };
 use super::cluster::{Cluster, KindInfo, KindStore};
 use super::credentials::credentials_for;
@@ -356,6 +356,49 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
         SyncDecision::Sync { retry_count } => {
             let started_at = now_rfc3339();
             let prune = valid.automation.is_some_and(|a| a.prune);
+            let operation_of =
+                |phase: &str,
+                 message: String,
+                 results: Vec<ResourceResult>,
+                 finished_at: Option<String>| OperationState {
+                    operation: Operation {
+                        sync: Some(SyncOperation {
+                            revision: Some(revision.clone()),
+                            prune: Some(prune),
+                            sync_options: app
+                                .spec
+                                .sync_policy
+                                .as_ref()
+                                .and_then(|p| p.sync_options.clone()),
+                        }),
+                        initiated_by: Some(OperationInitiator {
+                            username: None,
+                            automated: Some(true),
+                        }),
+                    },
+                    phase: phase.into(),
+                    message: Some(message),
+                    sync_result: Some(SyncOperationResult {
+                        resources: Some(results).filter(|r| !r.is_empty()),
+                        revision: revision.clone(),
+                        source: app.spec.source.clone(),
+                    }),
+                    started_at: started_at.clone(),
+                    finished_at,
+                    retry_count: Some(*retry_count),
+                };
+            // Recorded before the first write: a controller stopped mid-sync leaves a Running
+            // operation, which the next one resumes and completes (history included).
+            let running = Observation {
+                sync_status: sync_status(&comparison).into(),
+                revision: Some(revision.clone()),
+                resources: Some(comparison.statuses(&resolved.objects)),
+                health: Some(worst(comparison.health.values())),
+                conditions: conditions.clone(),
+                operation: Some(operation_of("Running", "syncing".into(), Vec::new(), None)),
+                source_type: source_type.clone(),
+            };
+            write_status(&app, &ctx, running, valid.history_limit).await?;
             let outcome = sync::execute(
                 &ctx.cluster,
                 SyncPlan {
@@ -423,33 +466,12 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
             {
                 requeue = policy.delay(u32::try_from(*retry_count).unwrap_or(u32::MAX));
             }
-            operation = Some(OperationState {
-                operation: Operation {
-                    sync: Some(SyncOperation {
-                        revision: Some(revision.clone()),
-                        prune: Some(prune),
-                        sync_options: app
-                            .spec
-                            .sync_policy
-                            .as_ref()
-                            .and_then(|p| p.sync_options.clone()),
-                    }),
-                    initiated_by: Some(OperationInitiator {
-                        username: None,
-                        automated: Some(true),
-                    }),
-                },
-                phase: phase.into(),
-                message: Some(outcome.message),
-                sync_result: Some(SyncOperationResult {
-                    resources: Some(outcome.results).filter(|r| !r.is_empty()),
-                    revision: revision.clone(),
-                    source: app.spec.source.clone(),
-                }),
-                started_at,
-                finished_at: Some(now_rfc3339()),
-                retry_count: Some(*retry_count),
-            });
+            operation = Some(operation_of(
+                phase,
+                outcome.message,
+                outcome.results,
+                Some(now_rfc3339()),
+            ));
         }
         SyncDecision::Wait(delay) => requeue = *delay,
         SyncDecision::Skip(reason) if valid.automation.is_some() => {
@@ -470,13 +492,7 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
         ));
     }
     let observed = Observation {
-        sync_status: if comparison.out_of_sync.is_empty()
-            && comparison.prunes.iter().all(|p| p.keep)
-        {
-            "Synced".into()
-        } else {
-            "OutOfSync".into()
-        },
+        sync_status: sync_status(&comparison).into(),
         revision: Some(revision),
         resources: Some(comparison.statuses(&resolved.objects)),
         health: Some(worst(comparison.health.values())),
@@ -486,6 +502,15 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
     };
     write_status(&app, &ctx, observed, valid.history_limit).await?;
     Ok(Action::requeue(requeue))
+}
+
+/// `Synced` when nothing differs from Git and nothing is to be pruned.
+fn sync_status(comparison: &Comparison) -> &'static str {
+    if comparison.out_of_sync.is_empty() && comparison.prunes.iter().all(|p| p.keep) {
+        "Synced"
+    } else {
+        "OutOfSync"
+    }
 }
 
 /// The application with the newest status known: the cached copy, or the one this reconciler
