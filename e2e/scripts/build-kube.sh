@@ -73,8 +73,9 @@ if [ ! -f "$cache/src/.patched-null-check" ]; then
     say "patching the OpenAPI type check so an empty string is not taken for null (Go 1.19)"
     for file in "$src/vendor/k8s.io/kube-openapi/pkg/validation/validate/type.go" \
         "$src/vendor/github.com/go-openapi/validate/type.go"; do
-        grep -q 'if data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data)) {' "$file"
         sed -i 's/if data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data)) {/if data == nil {/' "$file"
+        # Patched now or by an interrupted earlier run; anything else stops the build.
+        grep -qF 'if data == nil {' "$file"
     done
     rm -f "$cache/bin/kube-apiserver" "$cache/bin/kube-controller-manager" "$cache/bin/.complete"
     touch "$cache/src/.patched-null-check"
