@@ -134,15 +134,15 @@ pub fn weight_destinations(p: &Planner<'_>) -> Vec<WeightDestination> {
         .filter_map(|template| {
             let weight = template.weight?;
             let running = templates.iter().find(|t| t.name == template.name)?;
-            let ready =
-                running.status.as_deref() == Some("Running") && running.available_replicas > 0;
+            let ready = running.status.as_deref() == Some("Running")
+                && running.available_replicas > 0
+                && running.service_name.is_some();
             ready.then(|| WeightDestination {
                 weight,
                 service_name: running.service_name.clone(),
                 pod_template_hash: running.pod_template_hash.clone(),
             })
         })
-        .filter(|d| d.service_name.is_some())
         .collect()
 }
 
