@@ -1304,8 +1304,17 @@ async fn router_edits_are_undone_at_once_mid_rollout_and_after_the_update() -> T
     .await?;
 
     promote(&s.rollouts(), "edit").await?;
-    s.wait("edit", "Healthy on the new revision", |r| {
-        healthy(r) && status_of(r).stable_rs.as_deref() == Some(v2.as_str())
+    // Healthy, and the final weights recorded: the controller has nothing left to write.
+    s.wait("edit", "Healthy on the new revision, all on stable", |r| {
+        let weights = status_of(r).canary.and_then(|c| c.weights);
+        healthy(r)
+            && status_of(r).stable_rs.as_deref() == Some(v2.as_str())
+            && weights.is_some_and(|w| {
+                w.stable.weight == 100
+                    && w.canary.weight == 0
+                    && w.stable.pod_template_hash.as_deref() == Some(v2.as_str())
+                    && w.verified != Some(false)
+            })
     })
     .await?;
     s.wait_spec(&http_routes(), "edit-route", "100/0", |spec| {

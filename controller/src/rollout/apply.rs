@@ -405,7 +405,15 @@ async fn apply_traffic(
             router.set_mirror_route(route).await?;
         }
         router.set_weight(&desired).await?;
-        if let Some(result) = router.verify_weight(&desired).await? {
+        let mut result = router.verify_weight(&desired).await?;
+        if result == Some(false) {
+            // Changed by someone else between the write and the read-back (a user's edit
+            // racing this pass): set it once more rather than report a weight this pass
+            // could have restored.
+            router.set_weight(&desired).await?;
+            result = router.verify_weight(&desired).await?;
+        }
+        if let Some(result) = result {
             verified = Some(verified.unwrap_or(true) && result);
         }
     }
