@@ -13,6 +13,7 @@
 //! The baselines come from the same cluster in the same run: the time the API server takes to
 //! accept the N image patches themselves, and to list the N Rollouts.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -184,6 +185,35 @@ pub(super) fn writes(metrics: &str) -> f64 {
     )
 }
 
+/// Writes so far by `(kind, verb)`, to show what an update costs.
+fn writes_by_kind(metrics: &str) -> BTreeMap<(String, String), f64> {
+    let mut by_kind = BTreeMap::new();
+    let label = |labels: &str, name: &str| {
+        let start = labels.find(&format!("{name}=\""))? + name.len() + 2;
+        let end = labels[start..].find('"')? + start;
+        Some(labels[start..end].to_string())
+    };
+    for line in metrics.lines().filter(|line| !line.starts_with('#')) {
+        let Some(rest) = line.strip_prefix("controller_clientset_k8s_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.split_once("} ") else {
+            continue;
+        };
+        let (Some(kind), Some(verb), Ok(value)) = (
+            label(labels, "kind"),
+            label(labels, "verb"),
+            value.trim().parse::<f64>(),
+        ) else {
+            continue;
+        };
+        if ["Create", "Update", "Patch", "Delete"].contains(&verb.as_str()) {
+            *by_kind.entry((kind, verb)).or_insert(0.0) += value;
+        }
+    }
+    by_kind
+}
+
 /// Reconciles the controller has finished so far.
 fn reconciles(metrics: &str) -> f64 {
     metric_sum(metrics, "rollout_reconcile_count", |_| true)
@@ -345,6 +375,7 @@ async fn one_run(
 
     // 4. N simultaneous image updates to step 1.
     let writes_before = writes(&metrics);
+    let writes_before_by_kind = writes_by_kind(&metrics);
     let began = Instant::now();
     futures::stream::iter(0..n)
         .map(|index| {
@@ -378,6 +409,18 @@ async fn one_run(
     tokio::time::sleep(Duration::from_secs(1)).await;
     let metrics = controller.scrape().await.unwrap_or_default();
     let update_writes_per_rollout = (writes(&metrics) - writes_before) / n as f64;
+    let breakdown: Vec<String> = writes_by_kind(&metrics)
+        .into_iter()
+        .filter_map(|(key, total)| {
+            let before = writes_before_by_kind.get(&key).copied().unwrap_or(0.0);
+            let (kind, verb) = key;
+            (total > before).then(|| format!("{kind} {verb} {:.2}", (total - before) / n as f64))
+        })
+        .collect();
+    eprintln!(
+        "writes per Rollout for the update: {}",
+        breakdown.join(", ")
+    );
     let (rss_after_update_mb, _) = rss_and_cpu(controller.pid()?)?;
     controller.stop().await?;
     super::cluster::drop_namespace(client, &namespace).await?;
@@ -508,4 +551,28 @@ pub async fn run(args: Vec<String>) -> Result<Report, BenchError> {
     );
     report.write(&output_dir(&flags.common))?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_are_summed_by_kind_and_verb_and_reads_are_left_out() {
+        let metrics = r#"# TYPE controller_clientset_k8s_request_total counter
+controller_clientset_k8s_request_total{kind="ReplicaSet",namespace="n",name="a",verb="Create",status_code="201"} 1
+controller_clientset_k8s_request_total{kind="ReplicaSet",namespace="n",name="b",verb="Create",status_code="201"} 2
+controller_clientset_k8s_request_total{kind="Rollout",namespace="n",name="a",verb="Patch",status_code="200"} 3
+controller_clientset_k8s_request_total{kind="Rollout",namespace="n",name="a",verb="Get",status_code="200"} 7
+"#;
+        let by_kind = writes_by_kind(metrics);
+        assert_eq!(
+            by_kind.into_iter().collect::<Vec<_>>(),
+            vec![
+                (("ReplicaSet".into(), "Create".into()), 3.0),
+                (("Rollout".into(), "Patch".into()), 3.0),
+            ]
+        );
+        assert_eq!(writes(metrics), 6.0);
+    }
 }
