@@ -10,8 +10,12 @@
 //! 4. Update: all N images are changed at once; the time until every Rollout has reached
 //!    step 1 (canary scaled and available, paused), and the API writes per Rollout.
 //!
-//! The baselines come from the same cluster in the same run: the time the API server takes to
-//! accept the N image patches themselves, and to list the N Rollouts.
+//! 5. Baseline: with the controller stopped, N one-pod Deployments go through the same work
+//!    (created to available, then all images updated at once) by Kubernetes' own Deployment
+//!    controller: the cluster's raw cost of the pods and ReplicaSets an update needs.
+//!
+//! The other baselines come from the same cluster in the same run: the time the API server
+//! takes to accept the N image patches themselves, and to list the N Rollouts.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +23,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use ramp_controller::api::Rollout;
@@ -279,6 +284,106 @@ async fn until_all(
     }
 }
 
+/// Kubernetes' own Deployment controller taking `n` one-pod Deployments through the same
+/// work in the same cluster: created to available, then all images updated at once until
+/// every new pod is available. The baseline of the Rollout figures: the pods, ReplicaSets
+/// and their status churn without Ramp.
+async fn deployments_baseline(
+    client: &Client,
+    n: usize,
+    concurrency: usize,
+    limit: Duration,
+) -> Result<(f64, f64), BenchError> {
+    let namespace = fresh_namespace(client, "bench-deployments").await?;
+    let api: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let began = Instant::now();
+    futures::stream::iter(0..n)
+        .map(|index| {
+            let api = api.clone();
+            async move {
+                let name = rollout_name(index);
+                let deployment: Deployment = serde_json::from_value(json!({
+                    "metadata": {"name": name},
+                    "spec": {
+                        "replicas": 1,
+                        "selector": {"matchLabels": {"app": name}},
+                        "template": {
+                            "metadata": {"labels": {"app": name}},
+                            "spec": {"containers": [{"name": "app", "image": "app:1"}]},
+                        },
+                    },
+                }))
+                .map_err(|e| BenchError::Failed(e.to_string()))?;
+                api.create(&PostParams::default(), &deployment)
+                    .await
+                    .map_err(failed(format!("creating Deployment {name}")))
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let rolled_out = |d: &Deployment| {
+        let Some(status) = d.status.as_ref() else {
+            return false;
+        };
+        status.observed_generation == d.metadata.generation
+            && status.updated_replicas == Some(1)
+            && status.available_replicas.unwrap_or(0) >= 1
+    };
+    until_all_deployments(&api, n, "Deployments available", limit, rolled_out).await?;
+    let initial_s = began.elapsed().as_secs_f64();
+    let began = Instant::now();
+    futures::stream::iter(0..n)
+        .map(|index| {
+            let api = api.clone();
+            async move {
+                api.patch(
+                    &rollout_name(index),
+                    &PatchParams::default(),
+                    &Patch::Merge(image_patch("app:2")),
+                )
+                .await
+                .map_err(failed(format!(
+                    "patching Deployment {}",
+                    rollout_name(index)
+                )))
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<_>>()
+        .await?;
+    until_all_deployments(&api, n, "Deployment update", limit, rolled_out).await?;
+    let update_s = began.elapsed().as_secs_f64();
+    super::cluster::drop_namespace(client, &namespace).await?;
+    Ok((initial_s, update_s))
+}
+
+async fn until_all_deployments(
+    api: &Api<Deployment>,
+    n: usize,
+    what: &str,
+    limit: Duration,
+    check: impl Fn(&Deployment) -> bool,
+) -> Result<(), BenchError> {
+    let began = Instant::now();
+    loop {
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .map_err(failed("listing Deployments"))?;
+        let done = list.items.iter().filter(|d| check(d)).count();
+        if done >= n {
+            return Ok(());
+        }
+        if began.elapsed() > limit {
+            return Err(BenchError::Failed(format!(
+                "{what}: only {done} of {n} Deployments after {limit:?}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn rollout_name(index: usize) -> String {
     format!("scale-{index:05}")
 }
@@ -300,6 +405,8 @@ struct RunFigures {
     update_to_step1_s: f64,
     update_writes_per_rollout: f64,
     rss_after_update_mb: f64,
+    deployments_initial_s: f64,
+    deployments_update_s: f64,
 }
 
 async fn one_run(
@@ -424,6 +531,13 @@ async fn one_run(
     let (rss_after_update_mb, _) = rss_and_cpu(controller.pid()?)?;
     controller.stop().await?;
     super::cluster::drop_namespace(client, &namespace).await?;
+
+    // 5. Baseline: the same pods through Kubernetes' Deployment controller, Ramp stopped.
+    let (deployments_initial_s, deployments_update_s) =
+        deployments_baseline(client, n, flags.concurrency, limit).await?;
+    eprintln!(
+        "baseline: {n} Deployments available after {deployments_initial_s:.1}s, updated in {deployments_update_s:.1}s"
+    );
     Ok(RunFigures {
         create_s,
         initial_healthy_s,
@@ -436,6 +550,8 @@ async fn one_run(
         update_to_step1_s,
         update_writes_per_rollout,
         rss_after_update_mb,
+        deployments_initial_s,
+        deployments_update_s,
     })
 }
 
@@ -538,6 +654,26 @@ pub async fn run(args: Vec<String>) -> Result<Report, BenchError> {
         "update_to_step1_s",
         &samples(&|f| f.update_to_step1_s),
         "N simultaneous image updates to every Rollout at step 1 (canary available, paused)",
+    );
+    report.add_median(
+        "deployments_initial_s",
+        &samples(&|f| f.deployments_initial_s),
+        "baseline: N one-pod Deployments created to available (Kubernetes' own controller)",
+    );
+    report.add_median(
+        "initial_per_deployments",
+        &samples(&|f| f.initial_healthy_s / f.deployments_initial_s),
+        "initial reconcile to Healthy / the Deployments baseline",
+    );
+    report.add_median(
+        "deployments_update_s",
+        &samples(&|f| f.deployments_update_s),
+        "baseline: N simultaneous Deployment image updates to every new pod available",
+    );
+    report.add_median(
+        "update_per_deployments",
+        &samples(&|f| f.update_to_step1_s / f.deployments_update_s),
+        "update to step 1 / the Deployments baseline",
     );
     report.add_median(
         "update_writes_per_rollout",
