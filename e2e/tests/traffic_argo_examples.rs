@@ -445,7 +445,12 @@ async fn argo_smi_experiment_step_example() -> TestResult {
             },
         )
         .await?;
-    assert_eq!(spec["backends"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        spec["backends"],
+        json!([{"service": canary, "weight": 5}, {"service": service, "weight": 5},
+               {"service": stable, "weight": 90}]),
+        "Argo's order: canary, the experiment's templates, stable last"
+    );
     let services: Api<Service> = Api::namespaced(s.client(), s.ns());
     let selector = services
         .get(&service)

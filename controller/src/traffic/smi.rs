@@ -79,15 +79,14 @@ impl SmiRouter {
     }
 }
 
-/// The TrafficSplit spec for a split.
+/// The TrafficSplit spec for a split. The backends are in Argo's order: canary, experiment
+/// templates, stable last (tools and scripts written for Argo read them by position).
 pub fn split_spec(root: &str, services: &Services, weights: &DesiredWeights) -> Value {
-    let mut backends = vec![
-        json!({"service": services.canary, "weight": weights.canary_weight}),
-        json!({"service": services.stable, "weight": weights.stable_weight()}),
-    ];
+    let mut backends = vec![json!({"service": services.canary, "weight": weights.canary_weight})];
     for extra in &weights.additional {
         backends.push(json!({"service": extra.service_name, "weight": extra.weight}));
     }
+    backends.push(json!({"service": services.stable, "weight": weights.stable_weight()}));
     json!({"service": root, "backends": backends})
 }
 
@@ -215,7 +214,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn split_carries_both_services_and_extra_destinations() {
+    fn split_carries_canary_then_extra_destinations_then_stable() {
         let services = Services {
             stable: "web-stable".into(),
             canary: "web-canary".into(),
@@ -238,13 +237,13 @@ mod tests {
             spec,
             json!({"service": "web", "backends": [
                 {"service": "web-canary", "weight": 20},
-                {"service": "web-stable", "weight": 75},
-                {"service": "web-experiment", "weight": 5}]})
+                {"service": "web-experiment", "weight": 5},
+                {"service": "web-stable", "weight": 75}]})
         );
         let stored_as_quantities = json!({"service": "web", "backends": [
             {"service": "web-canary", "weight": "20"},
-            {"service": "web-stable", "weight": "75"},
-            {"service": "web-experiment", "weight": "5"}]});
+            {"service": "web-experiment", "weight": "5"},
+            {"service": "web-stable", "weight": "75"}]});
         assert!(same_split(&stored_as_quantities, &spec));
         assert!(!same_split(&json!({"service": "web"}), &spec));
     }
