@@ -258,9 +258,9 @@ async fn argo_istio_mirror_example() -> TestResult {
     assert_eq!(mirror["mirror"]["host"], canary);
     assert_eq!(mirror["mirrorPercentage"]["value"].as_f64(), Some(50.0));
     assert_eq!(
-        mirror["route"],
-        json!([{"destination": {"host": stable}, "weight": 100}]),
-        "mirrored requests are still served by stable"
+        mirror_route_weights(mirror, stable, canary),
+        (100, 0),
+        "the mirrored requests themselves are served as the weights say: all by stable"
     );
     assert_eq!(spec["gateways"], json!(["istio-host-split-gateway"]));
     assert_eq!(selected(&s, canary).await.as_deref(), Some(v2.as_str()));
@@ -280,6 +280,79 @@ async fn argo_istio_mirror_example() -> TestResult {
     .await?;
     wait_counts(&s, app, &[(&v2, 4)]).await?;
     assert_eq!(selected(&s, stable).await.as_deref(), Some(v2.as_str()));
+    Ok(())
+}
+
+/// `(stable, canary)` weights of the destinations serving a mirror route's requests (a
+/// destination left out carries 0).
+fn mirror_route_weights(route: &Value, stable: &str, canary: &str) -> (i64, i64) {
+    let weight = |target: &str| {
+        route["route"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|d| d["destination"]["host"] == target)
+            .map(|d| d["weight"].as_i64().unwrap_or(0))
+            .sum()
+    };
+    (weight(stable), weight(canary))
+}
+
+/// Argo's `istio-mirror-host.yaml` (also run by `rollout_traffic.rs` for the routes' names
+/// and matches): a request matched by a mirror route is served as the canary weight says,
+/// and a copy goes to the canary. Argo builds the mirror route from the weighted route's
+/// destinations and keeps it at each later setWeight; Ramp sends all of it to stable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "Ramp's Istio mirror route serves matched requests 100 % from stable \
+            (traffic/istio.rs set_mirror_route; set_weights skips mirror routes)"]
+async fn argo_istio_mirror_routes_keep_the_canary_weight() -> TestResult {
+    let s = Scenario::start(&["argo-rollouts/test/e2e/crds/istio.yaml"]).await?;
+    let (stable, canary) = ("stable-service", "canary-service");
+    let seen = std::sync::Mutex::new(Vec::new());
+    run_argo_manifest(
+        &s,
+        "argo-rollouts/test/e2e/mirror-route/istio-mirror-host.yaml",
+        async |s, rollout| {
+            let spec = s
+                .object(&virtual_services(), "rollouts-demo-vsvc")
+                .await?
+                .data["spec"]
+                .clone();
+            let mirrors: Vec<(String, (i64, i64))> = spec["http"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|r| r.get("mirror").is_some())
+                .map(|r| {
+                    let name = r["name"].as_str().unwrap_or_default().to_string();
+                    (name, mirror_route_weights(r, stable, canary))
+                })
+                .collect();
+            if let Ok(mut seen) = seen.lock() {
+                seen.push((status_of(rollout).current_step_index, mirrors));
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let at = |weights: &[(&str, (i64, i64))]| -> Vec<(String, (i64, i64))> {
+        weights.iter().map(|(n, w)| (n.to_string(), *w)).collect()
+    };
+    assert_eq!(
+        seen,
+        vec![
+            (
+                Some(3),
+                at(&[("mirror-route-1", (80, 20)), ("mirror-route-2", (80, 20))])
+            ),
+            (
+                Some(5),
+                at(&[("mirror-route-1", (80, 20)), ("mirror-route-2", (80, 20))])
+            ),
+            (Some(8), at(&[("mirror-route-2", (60, 40))])),
+        ]
+    );
     Ok(())
 }
 
