@@ -46,6 +46,59 @@ async fn wait_counts(s: &Scenario, app: &str, want: &[(&str, i32)]) -> Result<()
     }
 }
 
+/// Lets no more pods into the namespace than the `count` running now: a ResourceQuota
+/// refuses the ReplicaSet controller's new pods until [`release_pods`]. This holds a scale-up
+/// back for as long as a test needs to look, where pods alone become ready at once.
+async fn hold_pods(s: &Scenario, count: usize) -> TestResult {
+    let quotas: Api<ResourceQuota> = Api::namespaced(s.client(), s.ns());
+    let quota: ResourceQuota = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ResourceQuota",
+        "metadata": {"name": "hold-pods"},
+        "spec": {"hard": {"pods": count.to_string()}}
+    }))?;
+    quotas.create(&PostParams::default(), &quota).await?;
+    let count = count.to_string();
+    wait_for(
+        &format!("the quota counting {count} pods"),
+        WAIT,
+        || async {
+            let quota = quotas.get_opt("hold-pods").await.ok().flatten()?;
+            let used = quota.status?.used?;
+            (used.get("pods").map(|q| q.0.as_str()) == Some(count.as_str())).then_some(())
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+async fn release_pods(s: &Scenario) -> TestResult {
+    let quotas: Api<ResourceQuota> = Api::namespaced(s.client(), s.ns());
+    quotas.delete("hold-pods", &DeleteParams::default()).await?;
+    Ok(())
+}
+
+/// Waits until the ReplicaSet of `hash` wants `desired` pods and reports new ones refused.
+async fn wait_refused(s: &Scenario, hash: &str, desired: i32) -> Result<(), String> {
+    let sets: Api<ReplicaSet> = Api::namespaced(s.client(), s.ns());
+    let selector = ListParams::default().labels(&format!("{POD_TEMPLATE_HASH_LABEL}={hash}"));
+    wait_for(
+        &format!("ReplicaSet {hash} at {desired} with its new pods refused"),
+        WAIT,
+        || async {
+            let rs = sets.list(&selector).await.ok()?.items.pop()?;
+            let wanted = rs.spec.as_ref()?.replicas == Some(desired);
+            let refused = rs
+                .status?
+                .conditions
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "ReplicaFailure" && c.status == "True");
+            (wanted && refused).then_some(())
+        },
+    )
+    .await
+}
+
 /// The pod-template hash a DestinationRule subset selects.
 fn subset_hash(spec: &Value, subset: &str) -> Option<String> {
     spec["subsets"]
@@ -84,11 +137,12 @@ fn current_hash(rollout: &Rollout) -> String {
 }
 
 /// Argo's `istio-subset-split-in-stable-downscale-after-canary-abort.yaml`: with
-/// `dynamicStableScale` the stable shrinks as the canary's weight grows; aborted at 50 %, the
-/// stable must be back to full size before traffic leaves the canary. A ResourceQuota holds
-/// the stable's new pods back after the abort, so "traffic stays while the stable cannot carry
-/// it" is seen for certain rather than by luck; lifting the quota lets the abort finish: all
-/// traffic on stable, the canary scaled to zero.
+/// `dynamicStableScale` the stable shrinks as the canary's weight grows, and only once the
+/// weight has moved; aborted at 50 %, the stable must be back to full size before traffic
+/// leaves the canary. A ResourceQuota holds new pods back (the canary's on the way to 30 %,
+/// the stable's after the abort), so "traffic waits for the pods" is seen for certain rather
+/// than by luck; lifting it lets the step, then the abort, finish: all traffic on stable, the
+/// canary scaled to zero.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn argo_istio_dynamic_stable_scale_abort_scales_stable_up_before_traffic_returns()
 -> TestResult {
@@ -121,7 +175,19 @@ async fn argo_istio_dynamic_stable_scale_abort_scales_stable_up_before_traffic_r
     for (step, weight, canary_pods, stable_pods) in
         [(1, 10, 1, 4), (3, 20, 1, 4), (5, 30, 2, 3), (7, 50, 2, 2)]
     {
-        if step > 1 {
+        if step == 5 {
+            // The canary's second pod is held back: the weight stays at 20 and the stable
+            // keeps the 4 pods that carry 80 until the canary can take 30.
+            hold_pods(&s, 5).await?;
+            promote(&s.rollouts(), app).await?;
+            wait_refused(&s, &v2, 2).await?;
+            let rollout = s.rollouts().get(app).await?;
+            assert_eq!(status_of(&rollout).current_step_index, Some(4));
+            let spec = s.object(&virtual_services(), &vs).await?.data["spec"].clone();
+            assert_eq!(weights(&spec), Some((80, 20)), "no weight without the pods");
+            assert_eq!(counts(&s, app).await.get(&v1).copied(), Some((4, 4)));
+            release_pods(&s).await?;
+        } else if step > 1 {
             promote(&s.rollouts(), app).await?;
         }
         let paused = s
@@ -149,41 +215,11 @@ async fn argo_istio_dynamic_stable_scale_abort_scales_stable_up_before_traffic_r
         );
     }
 
-    // Exactly the 4 pods running now may exist: the stable cannot grow after the abort.
-    let quotas: Api<ResourceQuota> = Api::namespaced(s.client(), s.ns());
-    let quota: ResourceQuota = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "ResourceQuota",
-        "metadata": {"name": "hold-pods"},
-        "spec": {"hard": {"pods": "4"}}
-    }))?;
-    quotas.create(&PostParams::default(), &quota).await?;
-    wait_for("the quota counting 4 pods", WAIT, || async {
-        let quota = quotas.get_opt("hold-pods").await.ok().flatten()?;
-        let used = quota.status?.used?;
-        (used.get("pods").map(|q| q.0.as_str()) == Some("4")).then_some(())
-    })
-    .await?;
-
+    // The stable's new pods are held back after the abort.
+    hold_pods(&s, 4).await?;
     abort(&s.rollouts(), app).await?;
     s.wait(app, "aborted", aborted).await?;
-    let sets: Api<ReplicaSet> = Api::namespaced(s.client(), s.ns());
-    let stable_set = ListParams::default().labels(&format!("{POD_TEMPLATE_HASH_LABEL}={v1}"));
-    wait_for(
-        "the stable scaled back to 4 and its new pods refused by the quota",
-        WAIT,
-        || async {
-            let rs = sets.list(&stable_set).await.ok()?.items.pop()?;
-            let wanted = rs.spec.as_ref()?.replicas == Some(4);
-            let refused = rs
-                .status?
-                .conditions
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "ReplicaFailure" && c.status == "True");
-            (wanted && refused).then_some(())
-        },
-    )
-    .await?;
+    wait_refused(&s, &v1, 4).await?;
     let spec = s.object(&virtual_services(), &vs).await?.data["spec"].clone();
     assert_eq!(
         weights(&spec),
@@ -196,7 +232,7 @@ async fn argo_istio_dynamic_stable_scale_abort_scales_stable_up_before_traffic_r
         "the canary keeps the pods for its traffic"
     );
 
-    quotas.delete("hold-pods", &DeleteParams::default()).await?;
+    release_pods(&s).await?;
     wait_counts(&s, app, &[(&v1, 4)]).await?;
     s.wait_spec(&virtual_services(), &vs, "all traffic on stable", |spec| {
         weights(spec) == Some((100, 0))
