@@ -73,6 +73,9 @@ pub fn reconcile(p: &mut Planner<'_>) {
                 .rev()
                 .find_map(|s| s.set_weight)
                 .unwrap_or(0);
+            if carries_additional_destinations(routing) {
+                additional = crate::experiment::step::weight_destinations(p);
+            }
         } else if index != all_steps.len() {
             desired = steps::current_set_weight(p.rollout, false);
             if carries_additional_destinations(routing) {
@@ -133,14 +136,21 @@ pub fn reconcile(p: &mut Planner<'_>) {
     } else {
         canary_status.weights = previous;
     }
+    let (stable_service, canary_service) = match canary::ping_pong_services(p) {
+        Some((stable, canary)) => (Some(stable), Some(canary)),
+        None => (
+            strategy.stable_service.clone(),
+            strategy.canary_service.clone(),
+        ),
+    };
     p.plan.traffic = Some(TrafficPlan {
         canary_weight: desired,
         max_weight,
         additional,
         canary_hash,
         stable_hash,
-        canary_service: strategy.canary_service.clone(),
-        stable_service: strategy.stable_service.clone(),
+        canary_service,
+        stable_service,
         header_route,
         mirror_route,
         remove_managed_routes,
@@ -168,12 +178,13 @@ fn weight_on_abort(p: &Planner<'_>, max_weight: i32) -> i32 {
     desired.max(0)
 }
 
-/// Whether every configured router sends experiment templates their own weights: SMI does
-/// (a backend per template Service); Ramp's Istio, NGINX and Gateway API routers do not yet,
-/// so with them an experiment's weights are left out rather than taken from stable.
+/// Whether every configured router sends experiment templates their own weights: SMI (a
+/// backend per template Service) and Istio (a destination per template Service in each
+/// weighted route) do. NGINX does not, as in Argo, whose NGINX router ignores them; Argo's
+/// Gateway API plugin adds a backend per template, Ramp's Gateway API router not yet. With
+/// either, an experiment's weights are left out rather than taken from stable.
 fn carries_additional_destinations(routing: &crate::api::RolloutTrafficRouting) -> bool {
-    routing.smi.is_some()
-        && routing.istio.is_none()
+    (routing.smi.is_some() || routing.istio.is_some())
         && routing.nginx.is_none()
         && routing.plugins.as_ref().is_none_or(|p| p.is_empty())
 }

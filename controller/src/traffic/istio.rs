@@ -13,9 +13,17 @@
 //! Ramp owns the two weights in each named route, the hash label of the two subsets, and
 //! the HTTP routes it adds for `setHeaderRoute` / `setMirrorRoute` (named after the managed
 //! route, placed first in `managedRoutes` order). Everything else is the user's.
+//!
+//! An experiment step's templates with a `weight` get a destination of their own in each
+//! named route, `{host: <template Service>, weight}`, taken from stable, in both split modes
+//! (as Argo's reconciler does); with a DestinationRule each also gets a subset named after
+//! its Service, labelled with its pod-template hash. The destinations and subsets Ramp added
+//! are listed in the object's [`EXPERIMENT_SERVICES_ANNOTATION`], so that only those are
+//! removed once the experiment ends or the rollout aborts.
 
 use futures::future::BoxFuture;
-use kube::api::ApiResource;
+use kube::Api;
+use kube::api::{ApiResource, DynamicObject, Patch};
 use serde_json::{Map, Value, json};
 
 use super::gatewayapi::Services;
@@ -23,11 +31,15 @@ use super::objects::{self, RolloutIdentity, malformed};
 use super::{DesiredWeights, RouterContext, TrafficError, TrafficRouter};
 use crate::api::{
     IstioDestinationRule, IstioTrafficRouting, IstioVirtualService, RouteMatch, SetHeaderRoute,
-    SetMirrorRoute, StringMatch,
+    SetMirrorRoute, StringMatch, WeightDestination,
 };
 use crate::rollout::names::POD_TEMPLATE_HASH_LABEL;
 
 const ROUTER: &str = "Istio";
+
+/// On a VirtualService or DestinationRule: the experiment Services (JSON list) whose
+/// destinations or subsets Ramp added and will remove.
+pub const EXPERIMENT_SERVICES_ANNOTATION: &str = "rollouts.ramp.dev/experiment-services";
 
 fn virtual_services() -> ApiResource {
     objects::resource(
@@ -97,20 +109,25 @@ impl IstioRouter {
         }
     }
 
-    /// Reads each VirtualService, changes its spec with `change`, writes those that changed.
+    fn split_for(&self, weights: &DesiredWeights) -> Split {
+        split_of(self.split(), weights)
+    }
+
+    /// Reads each VirtualService, changes it with `change`, writes those that changed.
     async fn update(
         &self,
-        change: impl Fn(&IstioVirtualService, &mut Map<String, Value>) -> Result<(), String>,
+        change: impl Fn(&IstioVirtualService, &mut Edit) -> Result<(), String>,
     ) -> Result<(), TrafficError> {
         self.sync(true, change).await.map(|_| ())
     }
 
-    /// Reads each VirtualService and applies `change` to its spec; `write`: writes those that
-    /// changed. Returns whether every one already held what `change` asks for.
+    /// Reads each VirtualService and applies `change` to its spec and to the experiment
+    /// Services Ramp added to it; `write`: writes those that changed. Returns whether every
+    /// one already held what `change` asks for.
     async fn sync(
         &self,
         write: bool,
-        change: impl Fn(&IstioVirtualService, &mut Map<String, Value>) -> Result<(), String>,
+        change: impl Fn(&IstioVirtualService, &mut Edit) -> Result<(), String>,
     ) -> Result<bool, TrafficError> {
         let mut held = true;
         let resource = virtual_services();
@@ -122,31 +139,43 @@ impl IstioRouter {
                 Value::Object(map) => map,
                 _ => Map::new(),
             };
-            let mut spec = before.clone();
-            change(config, &mut spec).map_err(|what| {
+            let added_before = experiment_services(&object);
+            let mut edit = Edit {
+                spec: before.clone(),
+                experiment_services: added_before.clone(),
+            };
+            change(config, &mut edit).map_err(|what| {
                 malformed(ROUTER, objects::describe(&resource, namespace, name), what)
             })?;
             let changed: Map<String, Value> = ["http", "tls", "tcp"]
                 .into_iter()
-                .filter(|key| spec.get(*key) != before.get(*key))
+                .filter(|key| edit.spec.get(*key) != before.get(*key))
                 .map(|key| {
                     (
                         key.to_string(),
-                        spec.get(key).cloned().unwrap_or(Value::Null),
+                        edit.spec.get(key).cloned().unwrap_or(Value::Null),
                     )
                 })
                 .collect();
-            held &= changed.is_empty();
-            if !changed.is_empty() && write {
-                objects::patch_spec(client, &resource, ROUTER, &object, Value::Object(changed))
-                    .await?;
+            let annotation = (edit.experiment_services != added_before)
+                .then_some(edit.experiment_services.as_slice());
+            held &= changed.is_empty() && annotation.is_none();
+            if (!changed.is_empty() || annotation.is_some()) && write {
+                patch(
+                    client,
+                    &resource,
+                    &object,
+                    Value::Object(changed),
+                    annotation,
+                )
+                .await?;
             }
         }
         Ok(held)
     }
 
-    /// Labels the DestinationRule's subsets with the hashes (`write`), or tells whether they
-    /// already carry them.
+    /// Labels the DestinationRule's subsets with the hashes and keeps a subset per
+    /// experiment destination (`write`), or tells whether it already holds them.
     async fn sync_destination_rule(
         &self,
         weights: &DesiredWeights,
@@ -164,20 +193,92 @@ impl IstioRouter {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        let changed = label_subsets(&mut subsets, rule, weights).map_err(|what| {
+        let added_before = experiment_services(&object);
+        let mut added = added_before.clone();
+        let changed = label_subsets(&mut subsets, rule, weights, &mut added).map_err(|what| {
             malformed(ROUTER, objects::describe(&resource, namespace, name), what)
         })?;
-        if changed && write {
-            objects::patch_spec(
+        let annotation = (added != added_before).then_some(added.as_slice());
+        if (changed || annotation.is_some()) && write {
+            patch(
                 client,
                 &resource,
-                ROUTER,
                 &object,
                 json!({"subsets": subsets}),
+                annotation,
             )
             .await?;
         }
-        Ok(!changed)
+        Ok(!changed && annotation.is_none())
+    }
+}
+
+/// A VirtualService being changed: its spec and the experiment Services Ramp added to it.
+pub struct Edit {
+    pub spec: Map<String, Value>,
+    pub experiment_services: Vec<String>,
+}
+
+/// The experiment Services Ramp recorded on an object.
+fn experiment_services(object: &DynamicObject) -> Vec<String> {
+    object
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(EXPERIMENT_SERVICES_ANNOTATION))
+        .and_then(|value| serde_json::from_str(value).ok())
+        .unwrap_or_default()
+}
+
+/// Writes `spec` (top-level keys replaced) and, when given, the experiment Services
+/// annotation (removed when empty), on condition that the object is unchanged since read.
+async fn patch(
+    client: &kube::Client,
+    resource: &ApiResource,
+    object: &DynamicObject,
+    spec: Value,
+    experiment_services: Option<&[String]>,
+) -> Result<(), TrafficError> {
+    let namespace = object.metadata.namespace.clone().unwrap_or_default();
+    let name = object.metadata.name.clone().unwrap_or_default();
+    let mut body = json!({
+        "metadata": {"resourceVersion": object.metadata.resource_version},
+        "spec": spec,
+    });
+    if let Some(services) = experiment_services {
+        let value = if services.is_empty() {
+            Value::Null
+        } else {
+            json!(serde_json::to_string(services).unwrap_or_default())
+        };
+        body["metadata"]["annotations"] = json!({ EXPERIMENT_SERVICES_ANNOTATION: value });
+    }
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, resource);
+    api.patch(&name, &objects::params(), &Patch::Merge(&body))
+        .await
+        .map(|_| ())
+        .map_err(|error| {
+            objects::api_error(
+                ROUTER,
+                objects::describe(resource, &namespace, &name),
+                error,
+            )
+        })
+}
+
+/// The host split of `weights` when they name both Services: under ping-pong the planner
+/// names the Services that are stable and canary at the moment, which the spec cannot tell.
+pub fn split_of(split: Split, weights: &DesiredWeights) -> Split {
+    match (split, &weights.stable_service, &weights.canary_service) {
+        (Split::Host(_), Some(stable), Some(canary))
+            if !stable.is_empty() && !canary.is_empty() =>
+        {
+            Split::Host(Services {
+                stable: stable.clone(),
+                canary: canary.clone(),
+            })
+        }
+        (split, _, _) => split,
     }
 }
 
@@ -336,29 +437,112 @@ fn tcp_routes(config: &IstioVirtualService, tcp: &[Value]) -> Result<Vec<usize>,
     Ok(found)
 }
 
-/// Sets the stable and canary weights in one route; errors when either is missing.
+/// What the weighted routes of a VirtualService carry.
+#[derive(Clone, Copy, Debug)]
+pub struct RouteWeights<'a> {
+    pub canary: i32,
+    pub stable: i32,
+    /// Experiment templates with a weight: a destination each, by their Service.
+    pub additional: &'a [WeightDestination],
+}
+
+impl<'a> RouteWeights<'a> {
+    pub fn new(canary: i32, stable: i32) -> RouteWeights<'static> {
+        RouteWeights {
+            canary,
+            stable,
+            additional: &[],
+        }
+    }
+
+    pub fn of(weights: &'a DesiredWeights) -> RouteWeights<'a> {
+        RouteWeights {
+            canary: weights.canary_weight,
+            stable: weights.stable_weight(),
+            additional: &weights.additional,
+        }
+    }
+
+    /// `(Service, weight)` of each experiment destination.
+    fn experiments(&self) -> Vec<(&'a str, i32)> {
+        self.additional
+            .iter()
+            .filter_map(|d| {
+                Some((
+                    d.service_name.as_deref().filter(|s| !s.is_empty())?,
+                    d.weight,
+                ))
+            })
+            .collect()
+    }
+
+    /// The experiment Services these weights give a destination.
+    pub fn experiment_services(&self) -> Vec<String> {
+        self.experiments()
+            .into_iter()
+            .map(|(service, _)| service.to_string())
+            .collect()
+    }
+}
+
+/// Whether a destination host names `service` (short name or a longer DNS name).
+fn host_is(host: &str, service: &str) -> bool {
+    host == service
+        || host
+            .strip_prefix(service)
+            .is_some_and(|rest| rest.starts_with('.'))
+}
+
+fn host_of(destination: &Value) -> &str {
+    destination["destination"]["host"]
+        .as_str()
+        .unwrap_or_default()
+}
+
+/// Sets the stable, canary and experiment weights in one route; errors when the stable or
+/// canary destination is missing. Experiment destinations are appended when missing, and
+/// those Ramp added before (`added_before`) for an experiment that is over are removed.
 fn set_route_weights(
     route: &mut Value,
     split: &Split,
-    canary_weight: i32,
-    stable_weight: i32,
+    weights: &RouteWeights<'_>,
+    added_before: &[String],
     what: &str,
 ) -> Result<(), String> {
     let Some(Value::Array(destinations)) = route.get_mut("route") else {
         return Err(format!("{what} has no route destinations"));
     };
+    let experiments = weights.experiments();
+    let experiment_of = |destination: &Value| {
+        let host = host_of(destination);
+        experiments
+            .iter()
+            .position(|(service, _)| host_is(host, service))
+    };
+    destinations.retain(|d| {
+        split.role(d).is_some()
+            || experiment_of(d).is_some()
+            || !added_before.iter().any(|s| host_is(host_of(d), s))
+    });
     let mut seen = (false, false);
+    let mut present = vec![false; experiments.len()];
     for destination in destinations.iter_mut() {
         let weight = match split.role(destination) {
             Some(Role::Canary) => {
                 seen.0 = true;
-                canary_weight
+                weights.canary
             }
             Some(Role::Stable) => {
                 seen.1 = true;
-                stable_weight
+                weights.stable
             }
-            None => continue,
+            None => match experiment_of(destination) {
+                Some(index) => {
+                    present[index] = true;
+                    experiments[index].1
+                }
+                None => continue,
+            },
         };
         destination["weight"] = json!(weight);
     }
@@ -370,6 +554,9 @@ fn set_route_weights(
                 Split::Subset { stable, canary } => format!("subsets {stable:?} and {canary:?}"),
             }
         ));
+    }
+    for ((service, weight), _) in experiments.iter().zip(&present).filter(|(_, p)| !**p) {
+        destinations.push(json!({"destination": {"host": service}, "weight": weight}));
     }
     Ok(())
 }
@@ -385,32 +572,33 @@ fn list<'s>(spec: &'s mut Map<String, Value>, key: &str) -> &'s mut Vec<Value> {
     }
 }
 
-/// Sets the weights of every configured route of one VirtualService spec.
+/// Sets the weights of every configured route of one VirtualService spec; `added_before`:
+/// the experiment Services Ramp gave destinations earlier.
 pub fn set_weights(
     spec: &mut Map<String, Value>,
     config: &IstioVirtualService,
     split: &Split,
-    canary_weight: i32,
-    stable_weight: i32,
+    weights: &RouteWeights<'_>,
+    added_before: &[String],
     managed_routes: &[String],
 ) -> Result<(), String> {
     let http = list(spec, "http");
     for index in http_routes(config, http, managed_routes)? {
         let what = format!("spec.http[{index}]");
-        set_route_weights(&mut http[index], split, canary_weight, stable_weight, &what)?;
+        set_route_weights(&mut http[index], split, weights, added_before, &what)?;
     }
     if config.tls_routes.is_some() {
         let tls = list(spec, "tls");
         for index in tls_routes(config, tls)? {
             let what = format!("spec.tls[{index}]");
-            set_route_weights(&mut tls[index], split, canary_weight, stable_weight, &what)?;
+            set_route_weights(&mut tls[index], split, weights, added_before, &what)?;
         }
     }
     if config.tcp_routes.is_some() {
         let tcp = list(spec, "tcp");
         for index in tcp_routes(config, tcp)? {
             let what = format!("spec.tcp[{index}]");
-            set_route_weights(&mut tcp[index], split, canary_weight, stable_weight, &what)?;
+            set_route_weights(&mut tcp[index], split, weights, added_before, &what)?;
         }
     }
     // Leave no empty list where the user had none.
@@ -426,12 +614,35 @@ pub fn set_weights(
     Ok(())
 }
 
-/// Points the stable and canary subsets at their ReplicaSets' pods; returns whether a label
-/// changed.
+/// Sets the weights of one VirtualService being edited and records its experiment
+/// destinations.
+fn apply_weights(
+    edit: &mut Edit,
+    config: &IstioVirtualService,
+    split: &Split,
+    weights: &RouteWeights<'_>,
+    managed_routes: &[String],
+) -> Result<(), String> {
+    set_weights(
+        &mut edit.spec,
+        config,
+        split,
+        weights,
+        &edit.experiment_services,
+        managed_routes,
+    )?;
+    edit.experiment_services = weights.experiment_services();
+    Ok(())
+}
+
+/// Points the stable and canary subsets at their ReplicaSets' pods, and keeps a subset per
+/// experiment destination (named after its Service) on the template's pods; `added`: the
+/// experiment subsets Ramp added, updated. Returns whether a subset changed.
 pub fn label_subsets(
-    subsets: &mut [Value],
+    subsets: &mut Vec<Value>,
     rule: &IstioDestinationRule,
     weights: &DesiredWeights,
+    added: &mut Vec<String>,
 ) -> Result<bool, String> {
     let mut changed = false;
     for (subset, hash) in [
@@ -442,18 +653,50 @@ pub fn label_subsets(
             .iter_mut()
             .find(|s| s.get("name").and_then(Value::as_str) == Some(subset.as_str()))
             .ok_or_else(|| format!("spec.subsets has no subset named {subset:?}"))?;
-        if hash.is_empty() {
-            continue;
-        }
-        if entry["labels"][POD_TEMPLATE_HASH_LABEL].as_str() != Some(hash.as_str()) {
-            if !entry.get("labels").is_some_and(Value::is_object) {
-                entry["labels"] = json!({});
+        changed |= label(entry, hash);
+    }
+    let experiments: Vec<(&str, &str)> = weights
+        .additional
+        .iter()
+        .filter_map(|d| {
+            Some((
+                d.service_name.as_deref().filter(|s| !s.is_empty())?,
+                d.pod_template_hash.as_deref().filter(|h| !h.is_empty())?,
+            ))
+        })
+        .collect();
+    let count = subsets.len();
+    subsets.retain(|s| {
+        let name = s.get("name").and_then(Value::as_str).unwrap_or_default();
+        !added.iter().any(|a| a == name) || experiments.iter().any(|(e, _)| *e == name)
+    });
+    changed |= subsets.len() != count;
+    for (service, hash) in &experiments {
+        match subsets
+            .iter_mut()
+            .find(|s| s.get("name").and_then(Value::as_str) == Some(*service))
+        {
+            Some(entry) => changed |= label(entry, hash),
+            None => {
+                subsets.push(json!({"name": service, "labels": {POD_TEMPLATE_HASH_LABEL: hash}}));
+                changed = true;
             }
-            entry["labels"][POD_TEMPLATE_HASH_LABEL] = json!(hash);
-            changed = true;
         }
     }
+    *added = experiments.iter().map(|(s, _)| s.to_string()).collect();
     Ok(changed)
+}
+
+/// Sets a subset's pod-template-hash label; returns whether it changed.
+fn label(subset: &mut Value, hash: &str) -> bool {
+    if hash.is_empty() || subset["labels"][POD_TEMPLATE_HASH_LABEL].as_str() == Some(hash) {
+        return false;
+    }
+    if !subset.get("labels").is_some_and(Value::is_object) {
+        subset["labels"] = json!({});
+    }
+    subset["labels"][POD_TEMPLATE_HASH_LABEL] = json!(hash);
+    true
 }
 
 fn istio_string_match(value: &StringMatch) -> Option<Value> {
@@ -636,16 +879,10 @@ impl TrafficRouter for IstioRouter {
         Box::pin(async move {
             // New pods must be selectable by the canary subset before it gets traffic.
             self.sync_destination_rule(weights, true).await?;
-            let split = self.split();
-            self.update(|config, spec| {
-                set_weights(
-                    spec,
-                    config,
-                    &split,
-                    weights.canary_weight,
-                    weights.stable_weight(),
-                    &self.managed_routes,
-                )
+            let split = self.split_for(weights);
+            let route_weights = RouteWeights::of(weights);
+            self.update(|config, edit| {
+                apply_weights(edit, config, &split, &route_weights, &self.managed_routes)
             })
             .await
         })
@@ -657,8 +894,8 @@ impl TrafficRouter for IstioRouter {
     ) -> BoxFuture<'a, Result<(), TrafficError>> {
         let split = self.split();
         Box::pin(async move {
-            self.update(|config, spec| {
-                set_header_route(spec, config, &split, route, &self.managed_routes)
+            self.update(|config, edit| {
+                set_header_route(&mut edit.spec, config, &split, route, &self.managed_routes)
             })
             .await
         })
@@ -670,8 +907,8 @@ impl TrafficRouter for IstioRouter {
     ) -> BoxFuture<'a, Result<(), TrafficError>> {
         let split = self.split();
         Box::pin(async move {
-            self.update(|config, spec| {
-                set_mirror_route(spec, config, &split, route, &self.managed_routes)
+            self.update(|config, edit| {
+                set_mirror_route(&mut edit.spec, config, &split, route, &self.managed_routes)
             })
             .await
         })
@@ -679,8 +916,8 @@ impl TrafficRouter for IstioRouter {
 
     fn remove_managed_routes(&self) -> BoxFuture<'_, Result<(), TrafficError>> {
         Box::pin(async move {
-            self.update(|_, spec| {
-                remove_managed(spec, &self.managed_routes);
+            self.update(|_, edit| {
+                remove_managed(&mut edit.spec, &self.managed_routes);
                 Ok(())
             })
             .await
@@ -697,17 +934,11 @@ impl TrafficRouter for IstioRouter {
             if !self.sync_destination_rule(weights, false).await? {
                 return Ok(Some(false));
             }
-            let split = self.split();
+            let split = self.split_for(weights);
+            let route_weights = RouteWeights::of(weights);
             let held = self
-                .sync(false, |config, spec| {
-                    set_weights(
-                        spec,
-                        config,
-                        &split,
-                        weights.canary_weight,
-                        weights.stable_weight(),
-                        &self.managed_routes,
-                    )
+                .sync(false, |config, edit| {
+                    apply_weights(edit, config, &split, &route_weights, &self.managed_routes)
                 })
                 .await?;
             Ok(Some(held))
@@ -760,7 +991,15 @@ mod tests {
     #[test]
     fn host_split_sets_named_http_tls_and_tcp_routes() {
         let mut spec = spec();
-        set_weights(&mut spec, &config(), &host_split(), 25, 75, &[]).unwrap();
+        set_weights(
+            &mut spec,
+            &config(),
+            &host_split(),
+            &RouteWeights::new(25, 75),
+            &[],
+            &[],
+        )
+        .unwrap();
         assert_eq!(spec["http"][0]["route"][0]["weight"], 75);
         assert_eq!(spec["http"][0]["route"][1]["weight"], 25);
         assert_eq!(
@@ -777,28 +1016,58 @@ mod tests {
         let mut spec = spec();
         let mut config = config();
         config.routes = Some(vec!["absent".into()]);
-        let error = set_weights(&mut spec, &config, &host_split(), 25, 75, &[]).unwrap_err();
+        let error = set_weights(
+            &mut spec,
+            &config,
+            &host_split(),
+            &RouteWeights::new(25, 75),
+            &[],
+            &[],
+        )
+        .unwrap_err();
         assert!(error.contains("\"absent\""), "{error}");
         let subsets = Split::Subset {
             stable: "stable".into(),
             canary: "canary".into(),
         };
-        let error =
-            set_weights(&mut self::spec(), &self::config(), &subsets, 25, 75, &[]).unwrap_err();
+        let error = set_weights(
+            &mut self::spec(),
+            &self::config(),
+            &subsets,
+            &RouteWeights::new(25, 75),
+            &[],
+            &[],
+        )
+        .unwrap_err();
         assert!(error.contains("subsets"), "{error}");
         let unnamed = IstioVirtualService {
             name: "web".into(),
             ..Default::default()
         };
-        let error =
-            set_weights(&mut self::spec(), &unnamed, &host_split(), 1, 99, &[]).unwrap_err();
+        let error = set_weights(
+            &mut self::spec(),
+            &unnamed,
+            &host_split(),
+            &RouteWeights::new(1, 99),
+            &[],
+            &[],
+        )
+        .unwrap_err();
         assert!(error.contains("2 routes"), "{error}");
         let mut tls_only = self::spec();
         tls_only.remove("http");
         tls_only.remove("tcp");
         let mut config = self::config();
         config.tcp_routes = None;
-        set_weights(&mut tls_only, &config, &host_split(), 5, 95, &[]).unwrap();
+        set_weights(
+            &mut tls_only,
+            &config,
+            &host_split(),
+            &RouteWeights::new(5, 95),
+            &[],
+            &[],
+        )
+        .unwrap();
         assert_eq!(tls_only["tls"][0]["route"][1]["weight"], 5);
         assert!(
             !tls_only.contains_key("http"),
@@ -827,13 +1096,15 @@ mod tests {
             canary_service: None,
             stable_service: None,
         };
-        assert!(label_subsets(&mut subsets, &rule, &weights).unwrap());
+        let mut added = Vec::new();
+        assert!(label_subsets(&mut subsets, &rule, &weights, &mut added).unwrap());
         assert_eq!(
             subsets[0]["labels"],
             json!({"app": "web", POD_TEMPLATE_HASH_LABEL: "s1"})
         );
         assert_eq!(subsets[1]["labels"], json!({POD_TEMPLATE_HASH_LABEL: "c1"}));
-        assert!(!label_subsets(&mut subsets, &rule, &weights).unwrap());
+        assert!(!label_subsets(&mut subsets, &rule, &weights, &mut added).unwrap());
+        assert!(added.is_empty());
     }
 
     #[test]
@@ -877,7 +1148,15 @@ mod tests {
                    "mirrorPercentage": {"value": 50}})
         );
         // Weights still reach the named route behind the managed ones.
-        set_weights(&mut spec, &config(), &host_split(), 40, 60, &managed).unwrap();
+        set_weights(
+            &mut spec,
+            &config(),
+            &host_split(),
+            &RouteWeights::new(40, 60),
+            &[],
+            &managed,
+        )
+        .unwrap();
         assert_eq!(spec["http"][2]["route"][1]["weight"], 40);
         remove_managed(&mut spec, &managed);
         let names: Vec<_> = spec["http"]
@@ -887,5 +1166,238 @@ mod tests {
             .map(|r| r["name"].clone())
             .collect();
         assert_eq!(names, vec![json!("primary"), json!("other")]);
+    }
+
+    fn experiment(service: &str, hash: &str, weight: i32) -> WeightDestination {
+        WeightDestination {
+            weight,
+            service_name: Some(service.into()),
+            pod_template_hash: Some(hash.into()),
+        }
+    }
+
+    fn desired(canary: i32, additional: Vec<WeightDestination>) -> DesiredWeights {
+        DesiredWeights {
+            canary_weight: canary,
+            max_weight: 100,
+            additional,
+            canary_hash: "c1".into(),
+            stable_hash: "s1".into(),
+            canary_service: None,
+            stable_service: None,
+        }
+    }
+
+    fn weights_by_host(route: &Value) -> Vec<(String, i64)> {
+        route["route"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                let dest = &d["destination"];
+                let name = dest["subset"]
+                    .as_str()
+                    .or(dest["host"].as_str())
+                    .unwrap_or_default();
+                (name.to_string(), d["weight"].as_i64().unwrap_or(-1))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn experiment_destinations_take_their_weight_from_stable_and_leave_when_it_ends() {
+        let mut edit = Edit {
+            spec: spec(),
+            experiment_services: Vec::new(),
+        };
+        let weights = desired(10, vec![experiment("web-abc-2-1-exp", "e1", 20)]);
+        apply_weights(
+            &mut edit,
+            &config(),
+            &host_split(),
+            &RouteWeights::of(&weights),
+            &[],
+        )
+        .unwrap();
+        let expected = vec![
+            ("web-stable".to_string(), 70),
+            ("web-canary".to_string(), 10),
+            ("web-abc-2-1-exp".to_string(), 20),
+        ];
+        assert_eq!(weights_by_host(&edit.spec["http"][0]), expected);
+        assert_eq!(
+            edit.spec["http"][0]["route"][2],
+            json!({"destination": {"host": "web-abc-2-1-exp"}, "weight": 20})
+        );
+        assert_eq!(
+            edit.spec["tcp"][0]["route"].as_array().unwrap().len(),
+            3,
+            "TCP routes too"
+        );
+        assert_eq!(
+            edit.spec["http"][1],
+            spec()["http"][1],
+            "other routes are the user's"
+        );
+        assert_eq!(
+            edit.experiment_services,
+            vec!["web-abc-2-1-exp".to_string()]
+        );
+
+        // Applying again changes nothing: no duplicate destination.
+        let before = edit.spec.clone();
+        apply_weights(
+            &mut edit,
+            &config(),
+            &host_split(),
+            &RouteWeights::of(&weights),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(edit.spec, before);
+
+        // The experiment ended: its destination goes, a user's extra destination stays.
+        edit.spec["http"][0]["route"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": {"host": "mirror-of-users"}, "weight": 0}));
+        let ended = desired(100, Vec::new());
+        apply_weights(
+            &mut edit,
+            &config(),
+            &host_split(),
+            &RouteWeights::of(&ended),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            weights_by_host(&edit.spec["http"][0]),
+            vec![
+                ("web-stable".to_string(), 0),
+                ("web-canary".to_string(), 100),
+                ("mirror-of-users".to_string(), 0),
+            ]
+        );
+        assert_eq!(edit.spec["tcp"][0]["route"].as_array().unwrap().len(), 2);
+        assert!(edit.experiment_services.is_empty());
+    }
+
+    #[test]
+    fn subset_split_gives_experiments_a_host_destination_and_a_subset() {
+        let mut edit = Edit {
+            spec: serde_json::from_value(json!({"http": [{"name": "primary", "route": [
+                {"destination": {"host": "web", "subset": "stable"}, "weight": 100},
+                {"destination": {"host": "web", "subset": "canary"}, "weight": 0}]}]}))
+            .unwrap(),
+            experiment_services: Vec::new(),
+        };
+        let split = Split::Subset {
+            stable: "stable".into(),
+            canary: "canary".into(),
+        };
+        let config = IstioVirtualService {
+            name: "web".into(),
+            routes: Some(vec!["primary".into()]),
+            ..Default::default()
+        };
+        let weights = desired(10, vec![experiment("web-exp", "e1", 20)]);
+        apply_weights(&mut edit, &config, &split, &RouteWeights::of(&weights), &[]).unwrap();
+        assert_eq!(
+            weights_by_host(&edit.spec["http"][0]),
+            vec![
+                ("stable".to_string(), 70),
+                ("canary".to_string(), 10),
+                ("web-exp".to_string(), 20),
+            ]
+        );
+
+        let rule = IstioDestinationRule {
+            name: "web".into(),
+            canary_subset_name: "canary".into(),
+            stable_subset_name: "stable".into(),
+            additional_subset_names: None,
+        };
+        let mut subsets = vec![
+            json!({"name": "stable", "labels": {"app": "web"}}),
+            json!({"name": "canary", "labels": {"app": "web"}}),
+            json!({"name": "users-own", "labels": {"version": "v0"}}),
+        ];
+        let mut added = Vec::new();
+        assert!(label_subsets(&mut subsets, &rule, &weights, &mut added).unwrap());
+        assert_eq!(subsets.len(), 4);
+        assert_eq!(
+            subsets[3],
+            json!({"name": "web-exp", "labels": {POD_TEMPLATE_HASH_LABEL: "e1"}})
+        );
+        assert_eq!(added, vec!["web-exp".to_string()]);
+        assert!(!label_subsets(&mut subsets, &rule, &weights, &mut added).unwrap());
+
+        let ended = desired(0, Vec::new());
+        assert!(label_subsets(&mut subsets, &rule, &ended, &mut added).unwrap());
+        let names: Vec<_> = subsets.iter().map(|s| s["name"].clone()).collect();
+        assert_eq!(
+            names,
+            vec![json!("stable"), json!("canary"), json!("users-own")]
+        );
+        assert!(added.is_empty());
+    }
+
+    #[test]
+    fn ping_pong_names_the_split_services_through_the_weights() {
+        let router_services = Split::Host(Services {
+            stable: String::new(),
+            canary: String::new(),
+        });
+        let mut weights = desired(25, Vec::new());
+        weights.stable_service = Some("ping".into());
+        weights.canary_service = Some("pong".into());
+        let split = split_of(router_services, &weights);
+        let mut spec: Map<String, Value> =
+            serde_json::from_value(json!({"http": [{"name": "primary", "route": [
+            {"destination": {"host": "ping"}, "weight": 100},
+            {"destination": {"host": "pong"}, "weight": 0}]}]}))
+            .unwrap();
+        let config = IstioVirtualService {
+            name: "web".into(),
+            routes: Some(vec!["primary".into()]),
+            ..Default::default()
+        };
+        set_weights(
+            &mut spec,
+            &config,
+            &split,
+            &RouteWeights::of(&weights),
+            &[],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            weights_by_host(&spec["http"][0]),
+            vec![("ping".to_string(), 75), ("pong".to_string(), 25)]
+        );
+        // After promotion pong is stable: the same route, the other way round.
+        weights.canary_weight = 0;
+        weights.stable_service = Some("pong".into());
+        weights.canary_service = Some("ping".into());
+        let split = split_of(split, &weights);
+        set_weights(
+            &mut spec,
+            &config,
+            &split,
+            &RouteWeights::of(&weights),
+            &[],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            weights_by_host(&spec["http"][0]),
+            vec![("ping".to_string(), 0), ("pong".to_string(), 100)]
+        );
+        // Without named Services (no ping-pong) the Rollout's own split stays.
+        let subsets = Split::Subset {
+            stable: "stable".into(),
+            canary: "canary".into(),
+        };
+        assert_eq!(split_of(subsets.clone(), &weights), subsets);
     }
 }
