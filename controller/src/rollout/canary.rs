@@ -331,7 +331,42 @@ fn reconcile_services(p: &mut Planner<'_>) {
     }
     let new = p.sets.new.clone();
     services::ensure_targets(p, strategy.canary_service.as_deref(), new.as_deref(), true);
+    // Argo's `reconcilePingAndPongService`: the ping-pong Service that is not stable follows
+    // the new pods during an update; at promotion it becomes the stable one as it is.
+    if let Some((_, canary)) = ping_pong_services(p).filter(|_| !p.fully_promoted()) {
+        services::ensure_targets(p, Some(&canary), new.as_deref(), false);
+    }
 }
+
+/// With `pingPong` and neither `stableService` nor `canaryService` (Argo's
+/// `GetStableAndCanaryServices`): the `(stable, canary)` Services, by
+/// `status.canary.stablePingPong`. Before the first deploy is recorded, ping is stable, as
+/// that deploy makes it.
+pub fn ping_pong_services(p: &Planner<'_>) -> Option<(String, String)> {
+    let strategy = strategy(p);
+    let ping_pong = strategy.ping_pong.as_ref()?;
+    let unset = |s: &Option<String>| s.as_deref().is_none_or(str::is_empty);
+    if !unset(&strategy.stable_service) || !unset(&strategy.canary_service) {
+        return None;
+    }
+    let recorded = p
+        .status()
+        .canary
+        .as_ref()
+        .and_then(|c| c.stable_ping_pong.as_deref());
+    let ping = (
+        ping_pong.ping_service.clone(),
+        ping_pong.pong_service.clone(),
+    );
+    match recorded {
+        Some(PING) => Some(ping),
+        None | Some("") if p.status().stable_rs.is_none() => Some(ping),
+        _ => Some((ping.1, ping.0)),
+    }
+}
+
+const PING: &str = "ping";
+const PONG: &str = "pong";
 
 /// With dynamic stable scaling, an update interrupted to go back to the stable revision
 /// must shift traffic back as the stable grows: returns the hash still carrying canary
@@ -769,6 +804,12 @@ fn promote_stable(p: &mut Planner<'_>, new: &mut RolloutStatus, reason: &str) {
     let count = steps::count(p.rollout);
     new.current_step_index = (count > 0).then(|| i32::try_from(count).unwrap_or(i32::MAX));
     if new.stable_rs != new.current_pod_hash {
+        if strategy(p).ping_pong.is_some() {
+            // The Service that carried the canary carries the stable from now on.
+            let canary = new.canary.get_or_insert_with(CanaryStatus::default);
+            let was_ping = canary.stable_ping_pong.as_deref() == Some(PING);
+            canary.stable_ping_pong = Some(if was_ping { PONG } else { PING }.to_string());
+        }
         new.stable_rs = new.current_pod_hash.clone();
         let hash = new.current_pod_hash.clone().unwrap_or_default();
         let message = format!(

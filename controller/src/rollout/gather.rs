@@ -264,7 +264,15 @@ pub async fn observe(
     let blue_green = strategy.and_then(|s| s.blue_green.as_ref());
     let service_names = canary
         .into_iter()
-        .flat_map(|c| [c.stable_service.as_ref(), c.canary_service.as_ref()])
+        .flat_map(|c| {
+            let ping_pong = c.ping_pong.as_ref();
+            [
+                c.stable_service.as_ref(),
+                c.canary_service.as_ref(),
+                ping_pong.map(|pp| &pp.ping_service),
+                ping_pong.map(|pp| &pp.pong_service),
+            ]
+        })
         .chain(
             blue_green
                 .into_iter()
