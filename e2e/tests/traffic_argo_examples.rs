@@ -337,10 +337,8 @@ fn mirror_route_weights(route: &Value, stable: &str, canary: &str) -> (i64, i64)
 /// Argo's `istio-mirror-host.yaml` (also run by `rollout_traffic.rs` for the routes' names
 /// and matches): a request matched by a mirror route is served as the canary weight says,
 /// and a copy goes to the canary. Argo builds the mirror route from the weighted route's
-/// destinations and keeps it at each later setWeight; Ramp sends all of it to stable.
+/// destinations and keeps it at each later setWeight, as Ramp does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "Ramp's Istio mirror route serves matched requests 100 % from stable \
-            (traffic/istio.rs set_mirror_route; set_weights skips mirror routes)"]
 async fn argo_istio_mirror_routes_keep_the_canary_weight() -> TestResult {
     let s = Scenario::start(&["argo-rollouts/test/e2e/crds/istio.yaml"]).await?;
     let (stable, canary) = ("stable-service", "canary-service");

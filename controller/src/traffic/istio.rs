@@ -583,7 +583,11 @@ pub fn set_weights(
     managed_routes: &[String],
 ) -> Result<(), String> {
     let http = list(spec, "http");
-    for index in http_routes(config, http, managed_routes)? {
+    let mut indexes = http_routes(config, http, managed_routes)?;
+    if !indexes.is_empty() {
+        indexes.extend(mirror_routes(http, managed_routes));
+    }
+    for index in indexes {
         let what = format!("spec.http[{index}]");
         set_route_weights(&mut http[index], split, weights, added_before, &what)?;
     }
@@ -735,6 +739,37 @@ fn destination_of(
         .ok_or_else(|| format!("spec.http[{index}] has no {role:?} destination"))
 }
 
+/// The destinations (with their weights) of the first configured HTTP route.
+fn weighted_destinations(
+    spec: &Map<String, Value>,
+    config: &IstioVirtualService,
+    managed_routes: &[String],
+) -> Result<Value, String> {
+    let http = spec
+        .get("http")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let index = *http_routes(config, &http, managed_routes)?
+        .first()
+        .ok_or("no HTTP route is configured for mirror routes")?;
+    http[index]
+        .get("route")
+        .cloned()
+        .ok_or_else(|| format!("spec.http[{index}] has no route destinations"))
+}
+
+/// Indexes of the mirror routes Ramp added (managed routes with a `mirror`): they split the
+/// requests they match like the weighted routes do.
+fn mirror_routes(http: &[Value], managed_routes: &[String]) -> Vec<usize> {
+    (0..http.len())
+        .filter(|i| {
+            http[*i].get("mirror").is_some()
+                && route_name(&http[*i]).is_some_and(|n| managed_routes.iter().any(|m| m == n))
+        })
+        .collect()
+}
+
 /// Replaces the managed route `name` (none: removes it) and puts managed routes first.
 fn replace_managed(
     spec: &mut Map<String, Value>,
@@ -842,11 +877,14 @@ pub fn set_mirror_route(
         None
     } else {
         let canary = destination_of(spec, config, split, Role::Canary, managed_routes)?;
-        let stable = destination_of(spec, config, split, Role::Stable, managed_routes)?;
+        // The matched requests are served as the weighted route serves the rest (its
+        // destinations and their current weights, kept in step by `set_weights`); a copy goes
+        // to the canary.
+        let served = weighted_destinations(spec, config, managed_routes)?;
         let mut added = json!({
             "name": route.name,
             "match": matches,
-            "route": [{"destination": stable, "weight": 100}],
+            "route": served,
             "mirror": canary,
         });
         if let Some(percentage) = route.percentage {
@@ -1143,11 +1181,13 @@ mod tests {
         assert_eq!(
             spec["http"][1],
             json!({"name": "mirror", "match": [{"method": {"exact": "GET"}}],
-                   "route": [{"destination": {"host": "web-stable", "port": {"number": 80}}, "weight": 100}],
+                   "route": [{"destination": {"host": "web-stable", "port": {"number": 80}}, "weight": 100},
+                             {"destination": {"host": "web-canary", "port": {"number": 80}}, "weight": 0}],
                    "mirror": {"host": "web-canary", "port": {"number": 80}},
                    "mirrorPercentage": {"value": 50}})
         );
-        // Weights still reach the named route behind the managed ones.
+        // Weights still reach the named route behind the managed ones, and the mirror route
+        // serves its requests with the same split; the header route is left alone.
         set_weights(
             &mut spec,
             &config(),
@@ -1158,6 +1198,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(spec["http"][2]["route"][1]["weight"], 40);
+        assert_eq!(spec["http"][1]["route"][0]["weight"], 60);
+        assert_eq!(spec["http"][1]["route"][1]["weight"], 40);
+        assert_eq!(spec["http"][0]["route"][0]["weight"], 100);
         remove_managed(&mut spec, &managed);
         let names: Vec<_> = spec["http"]
             .as_array()
