@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use ramp_controller::api::Rollout;
@@ -355,6 +356,34 @@ async fn deployments_baseline(
     Ok((initial_rate, update_rate))
 }
 
+/// Polls until the namespace and everything in it are deleted.
+async fn until_namespace_gone(
+    client: &Client,
+    name: &str,
+    limit: Duration,
+) -> Result<(), BenchError> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let began = Instant::now();
+    while api
+        .get_opt(name)
+        .await
+        .map_err(failed(format!("reading namespace {name}")))?
+        .is_some()
+    {
+        if began.elapsed() > limit {
+            return Err(BenchError::Failed(format!(
+                "namespace {name} still being deleted after {limit:?}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "namespace {name} deleted in {:.1}s",
+        began.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 /// Polls until `check` holds for all `n` Deployments or `limit` passed; returns how many
 /// did per second.
 async fn until_all_deployments(
@@ -527,6 +556,8 @@ async fn one_run(
     let (rss_after_update_mb, _) = rss_and_cpu(controller.pid()?)?;
     controller.stop().await?;
     super::cluster::drop_namespace(client, &namespace).await?;
+    // The baseline must not share the cluster with the deletion of the N Rollouts' objects.
+    until_namespace_gone(client, &namespace, limit).await?;
 
     eprintln!(
         "rss {rss:.0} MiB, cpu {cpu_cores:.3} cores, resync {:.2}s ({resync_writes} writes), update to step 1 {update_to_step1_s:.1}s",
