@@ -14,17 +14,12 @@
 //! over: no header rule or header annotation once the rollout finished, no canary Ingress
 //! without the Rollout as its controller.
 
-use std::path::Path;
-use std::time::Duration;
-
 use k8s_openapi::api::networking::v1::Ingress;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DynamicObject, ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 
 use super::history::{Kind, http_routes};
-use crate::fixtures::rollouts::wait_for;
 
 /// The HTTPRoute of Gateway API trials.
 pub const HTTP_ROUTE: &str = "web-route";
@@ -254,64 +249,13 @@ fn route_rules(route: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Makes a newer CRD installable on the test cluster's API server (1.20): drops the CEL rules
-/// (`x-kubernetes-validations`) it refuses in an apply, and the empty-string defaults
-/// (Gateway API's `group: ""`) it reads as null and refuses.
-fn for_kubernetes_1_20(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            map.remove("x-kubernetes-validations");
-            if matches!(map.get("default"), Some(Value::Null))
-                || map.get("default") == Some(&json!(""))
-            {
-                map.remove("default");
-            }
-            map.values_mut().for_each(for_kubernetes_1_20);
-        }
-        Value::Array(list) => list.iter_mut().for_each(for_kubernetes_1_20),
-        _ => {}
-    }
-}
-
 /// Installs Gateway API's HTTPRoute CRD (the copy kept with the tests) and waits until it is
 /// established. NGINX needs none: Ingress is built in.
 pub async fn install_http_route_crd(client: &Client) -> Result<(), String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/reference/gateway-api/gateway.networking.k8s.io_httproutes.yaml");
-    let text =
-        std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    let documents: Vec<Value> =
-        serde_saphyr::from_multiple(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for mut body in documents {
-        if body["kind"] != "CustomResourceDefinition" {
-            continue;
-        }
-        let name = body["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        for_kubernetes_1_20(&mut body);
-        api.patch(
-            &name,
-            &PatchParams::apply("ramp-e2e-reliability").force(),
-            &Patch::Apply(&body),
-        )
-        .await
-        .map_err(|e| format!("installing CRD {name} from {}: {e}", path.display()))?;
-        wait_for(
-            &format!("CRD {name} established"),
-            Duration::from_secs(60),
-            || async {
-                let crd = api.get_opt(&name).await.ok().flatten()?;
-                crd.status?
-                    .conditions?
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True")
-                    .then_some(())
-            },
-        )
-        .await?;
-    }
-    Ok(())
+    crate::fixtures::crds::install_reference_crds(
+        client,
+        "gateway-api/gateway.networking.k8s.io_httproutes.yaml",
+        "ramp-e2e-reliability",
+    )
+    .await
 }

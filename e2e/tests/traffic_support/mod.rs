@@ -5,15 +5,15 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use ramp_controller::api::{Rollout, RolloutPhase};
 use ramp_controller::traffic::objects::resource;
 use ramp_e2e::cluster::{TestEnv, for_test};
+use ramp_e2e::fixtures::crds::install_reference_crds;
+pub use ramp_e2e::fixtures::crds::reference;
 use ramp_e2e::fixtures::rollouts::{
     InProcessController, healthy, install_rollout_crds, phase, promote, replica_sets, service,
     wait_for, wait_rollout,
@@ -61,68 +61,9 @@ pub fn traffic_splits() -> ApiResource {
     )
 }
 
-/// A file of the reference copy kept with the tests.
-pub fn reference(path: &str) -> Result<String, String> {
-    let full = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/reference")
-        .join(path);
-    std::fs::read_to_string(&full).map_err(|e| format!("reading {}: {e}", full.display()))
-}
-
-/// Makes a newer CRD installable on the test cluster's API server (1.20): drops the CEL rules
-/// (`x-kubernetes-validations`), which it refuses in an apply, and the empty-string defaults
-/// (`default: ""`, Gateway API's `group`), which it reads as null and refuses; an absent
-/// group means the same core group to the routers.
-pub fn for_kubernetes_1_20(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            map.remove("x-kubernetes-validations");
-            if matches!(map.get("default"), Some(Value::Null))
-                || map.get("default") == Some(&json!(""))
-            {
-                map.remove("default");
-            }
-            map.values_mut().for_each(for_kubernetes_1_20);
-        }
-        Value::Array(list) => list.iter_mut().for_each(for_kubernetes_1_20),
-        _ => {}
-    }
-}
-
-/// Installs (server-side apply) the CRDs of a reference file and waits until each is
-/// established.
+/// Installs the CRDs of a reference file and waits until each is established.
 pub async fn install_crd_file(client: &Client, path: &str) -> Result<(), String> {
-    let text = reference(path)?;
-    let documents: Vec<Value> =
-        serde_saphyr::from_multiple(&text).map_err(|e| format!("{path}: {e}"))?;
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for mut body in documents {
-        if body["kind"] != "CustomResourceDefinition" {
-            continue;
-        }
-        let name = body["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        for_kubernetes_1_20(&mut body);
-        api.patch(
-            &name,
-            &PatchParams::apply("ramp-e2e-traffic").force(),
-            &Patch::Apply(&body),
-        )
-        .await
-        .map_err(|e| format!("installing CRD {name} from {path}: {e}"))?;
-        wait_for(&format!("CRD {name} established"), WAIT, || async {
-            let crd = api.get_opt(&name).await.ok().flatten()?;
-            crd.status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        })
-        .await?;
-    }
-    Ok(())
+    install_reference_crds(client, path, "ramp-e2e-traffic").await
 }
 
 pub struct Scenario {
