@@ -387,6 +387,34 @@ metadata:
     }
 
     #[test]
+    fn experiment_template_weights_need_a_router_that_carries_them() {
+        let with_router = |router: &str| {
+            VALID.replace(
+                "      steps:\n      - setWeight: 20\n",
+                &format!(
+                    "      stableService: web-stable\n      canaryService: web-canary\n      trafficRouting:\n{router}      steps:\n      - setWeight: 20\n      - experiment:\n          templates:\n          - {{name: exp, specRef: canary, weight: 10}}\n"
+                ),
+            )
+        };
+        let gateway =
+            with_router("        plugins:\n          argoproj-labs/gatewayAPI: {httpRoute: web}\n");
+        let mut report = Report::default();
+        report.add_file("gateway.yaml", &gateway);
+        assert!(report.is_valid(), "{:?}", report.problems);
+
+        let nginx = with_router("        nginx: {stableIngress: web}\n");
+        let mut report = Report::default();
+        report.add_file("nginx.yaml", &nginx);
+        let messages: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
+        assert!(
+            messages.iter().any(|m| m.contains(
+                "spec.strategy.canary.steps[1].experiment.templates[0].weight: experiment template weights need trafficRouting with SMI, ALB, Istio or the argoproj-labs/gatewayAPI plugin"
+            )),
+            "{messages:#?}"
+        );
+    }
+
+    #[test]
     fn yaml_errors_are_problems_of_the_file() {
         let mut report = Report::default();
         report.add_file("broken.yaml", "kind: Rollout\nspec: [\n");

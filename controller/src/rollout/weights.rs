@@ -179,12 +179,22 @@ fn weight_on_abort(p: &Planner<'_>, max_weight: i32) -> i32 {
 }
 
 /// Whether every configured router sends experiment templates their own weights: SMI (a
-/// backend per template Service) and Istio (a destination per template Service in each
-/// weighted route) do. NGINX does not, as in Argo, whose NGINX router ignores them; Argo's
-/// Gateway API plugin adds a backend per template, Ramp's Gateway API router not yet. With
-/// either, an experiment's weights are left out rather than taken from stable.
+/// backend per template Service), Istio (a destination per template Service in each
+/// weighted route) and Gateway API (a backendRef per template Service in each rule naming
+/// both Services) do. NGINX does not, as in Argo, whose NGINX router ignores them; with it
+/// (or a plugin Ramp does not know) an experiment's weights are left out rather than taken
+/// from stable.
 fn carries_additional_destinations(routing: &crate::api::RolloutTrafficRouting) -> bool {
-    (routing.smi.is_some() || routing.istio.is_some())
+    let plugins_carry = routing
+        .plugins
+        .iter()
+        .flatten()
+        .all(|(name, _)| name == crate::traffic::gatewayapi::PLUGIN);
+    let has_gateway_api = routing
+        .plugins
+        .as_ref()
+        .is_some_and(|p| p.contains_key(crate::traffic::gatewayapi::PLUGIN));
+    (routing.smi.is_some() || routing.istio.is_some() || has_gateway_api)
         && routing.nginx.is_none()
-        && routing.plugins.as_ref().is_none_or(|p| p.is_empty())
+        && plugins_carry
 }

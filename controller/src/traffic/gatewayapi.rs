@@ -12,8 +12,17 @@
 //! added (their `name` is the managed route's, or `<route>-<n>` when several rules carry
 //! it). Every other rule, backend, filter and match is the user's and is written back
 //! exactly as read.
+//!
+//! An experiment step's templates with a `weight` get a backendRef of their own in each rule
+//! naming both Services, `{name: <template Service>, port, weight}`, taken from stable (as
+//! Argo's Gateway API plugin does); the port is the Service's port named `http`, else its
+//! first. The Services Ramp added are listed in the route's
+//! [`objects::EXPERIMENT_SERVICES_ANNOTATION`], so that only those backendRefs are removed
+//! once the experiment ends or the rollout aborts.
 
 use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Service;
+use kube::Api;
 use kube::api::ApiResource;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -76,6 +85,8 @@ impl RouteKind {
 pub struct GatewayApiRouter {
     context: RouterContext,
     namespace: String,
+    /// Where the experiment templates' Services are.
+    rollout_namespace: String,
     routes: Vec<RouteRef>,
     services: Services,
     managed_routes: Vec<String>,
@@ -133,6 +144,7 @@ impl GatewayApiRouter {
                 .namespace
                 .filter(|n| !n.is_empty())
                 .unwrap_or_else(|| rollout.namespace.clone()),
+            rollout_namespace: rollout.namespace.clone(),
             routes,
             services,
             managed_routes,
@@ -143,20 +155,77 @@ impl GatewayApiRouter {
     async fn update_rules(
         &self,
         only_header_routes: bool,
-        change: impl Fn(RouteKind, &mut Vec<Value>) -> Result<bool, String>,
+        change: impl Fn(&mut Vec<Value>) -> Result<bool, String>,
     ) -> Result<(), TrafficError> {
-        self.sync_rules(only_header_routes, true, change)
+        self.sync_rules(only_header_routes, true, |rules, _| change(rules))
             .await
             .map(|_| ())
     }
 
-    /// Reads each route and applies `change` to its rules; `write`: writes the routes that
-    /// changed. Returns whether every route already held what `change` asks for.
+    /// Sets the split of `weights` in every route (`write`), or tells whether every route
+    /// already carries it.
+    async fn sync_weights(
+        &self,
+        weights: &DesiredWeights,
+        write: bool,
+    ) -> Result<bool, TrafficError> {
+        let experiments = self.experiment_backends(weights).await?;
+        let split = Split {
+            canary: weights.canary_weight,
+            stable: weights.stable_weight(),
+            experiments: &experiments,
+        };
+        self.sync_rules(false, write, |rules, owned| {
+            set_weights(rules, &self.services, &split, owned, &self.managed_routes)
+        })
+        .await
+    }
+
+    /// The backendRef of each experiment destination of `weights`, with its Service's port.
+    async fn experiment_backends(
+        &self,
+        weights: &DesiredWeights,
+    ) -> Result<Vec<ExperimentBackend>, TrafficError> {
+        let api: Api<Service> =
+            Api::namespaced(self.context.client.clone(), &self.rollout_namespace);
+        let mut backends = Vec::new();
+        for destination in &weights.additional {
+            let Some(name) = destination
+                .service_name
+                .as_deref()
+                .filter(|s| !s.is_empty())
+            else {
+                continue;
+            };
+            let described = format!("Service/{}/{name}", self.rollout_namespace);
+            let service = api
+                .get(name)
+                .await
+                .map_err(|error| objects::api_error(ROUTER, described.clone(), error))?;
+            let port = service_port(&service).ok_or_else(|| {
+                malformed(
+                    ROUTER,
+                    described,
+                    "the experiment's Service has no port for a backendRef",
+                )
+            })?;
+            backends.push(ExperimentBackend {
+                service: name.to_string(),
+                port,
+                weight: destination.weight,
+            });
+        }
+        Ok(backends)
+    }
+
+    /// Reads each route and applies `change` to its rules and to the experiment Services
+    /// Ramp added to it; `write`: writes the routes that changed. Returns whether every
+    /// route already held what `change` asks for.
     async fn sync_rules(
         &self,
         only_header_routes: bool,
         write: bool,
-        change: impl Fn(RouteKind, &mut Vec<Value>) -> Result<bool, String>,
+        change: impl Fn(&mut Vec<Value>, &mut Vec<String>) -> Result<bool, String>,
     ) -> Result<bool, TrafficError> {
         let mut held = true;
         for route in &self.routes {
@@ -173,12 +242,22 @@ impl GatewayApiRouter {
                 _ => Vec::new(),
             };
             let described = objects::describe(&resource, &self.namespace, &route.name);
-            let changed = change(route.kind, &mut rules)
+            let owned_before = objects::experiment_services(&object);
+            let mut owned = owned_before.clone();
+            let changed = change(&mut rules, &mut owned)
                 .map_err(|what| malformed(ROUTER, described, what))?;
-            held &= !changed;
-            if changed && write {
-                objects::patch_spec(client, &resource, ROUTER, &object, json!({"rules": rules}))
-                    .await?;
+            let annotation = (owned != owned_before).then_some(owned.as_slice());
+            held &= !changed && annotation.is_none();
+            if (changed || annotation.is_some()) && write {
+                objects::patch_spec_and_experiments(
+                    client,
+                    &resource,
+                    ROUTER,
+                    &object,
+                    json!({"rules": rules}),
+                    annotation,
+                )
+                .await?;
             }
         }
         Ok(held)
@@ -194,22 +273,14 @@ impl TrafficRouter for GatewayApiRouter {
         &'a self,
         weights: &'a DesiredWeights,
     ) -> BoxFuture<'a, Result<(), TrafficError>> {
-        Box::pin(self.update_rules(false, move |_, rules| {
-            set_weights(
-                rules,
-                &self.services,
-                weights.canary_weight,
-                weights.stable_weight(),
-                &self.managed_routes,
-            )
-        }))
+        Box::pin(async move { self.sync_weights(weights, true).await.map(|_| ()) })
     }
 
     fn set_header_route<'a>(
         &'a self,
         route: &'a SetHeaderRoute,
     ) -> BoxFuture<'a, Result<(), TrafficError>> {
-        Box::pin(self.update_rules(true, move |_, rules| {
+        Box::pin(self.update_rules(true, move |rules| {
             set_header_rule(rules, route, &self.services, &self.managed_routes)
         }))
     }
@@ -218,13 +289,13 @@ impl TrafficRouter for GatewayApiRouter {
         &'a self,
         route: &'a SetMirrorRoute,
     ) -> BoxFuture<'a, Result<(), TrafficError>> {
-        Box::pin(self.update_rules(true, move |_, rules| {
+        Box::pin(self.update_rules(true, move |rules| {
             set_mirror_rule(rules, route, &self.services, &self.managed_routes)
         }))
     }
 
     fn remove_managed_routes(&self) -> BoxFuture<'_, Result<(), TrafficError>> {
-        Box::pin(self.update_rules(true, move |_, rules| {
+        Box::pin(self.update_rules(true, move |rules| {
             Ok(remove_rules(rules, &self.managed_routes))
         }))
     }
@@ -235,20 +306,7 @@ impl TrafficRouter for GatewayApiRouter {
         &'a self,
         weights: &'a DesiredWeights,
     ) -> BoxFuture<'a, Result<Option<bool>, TrafficError>> {
-        Box::pin(async move {
-            let held = self
-                .sync_rules(false, false, move |_, rules| {
-                    set_weights(
-                        rules,
-                        &self.services,
-                        weights.canary_weight,
-                        weights.stable_weight(),
-                        &self.managed_routes,
-                    )
-                })
-                .await?;
-            Ok(Some(held))
-        })
+        Box::pin(async move { self.sync_weights(weights, false).await.map(Some) })
     }
 }
 
@@ -305,15 +363,44 @@ fn split_rules<'r>(
     })
 }
 
-/// Sets the weights of the stable and canary backendRefs in every rule naming both; returns
-/// whether anything changed.
+/// An experiment template's backendRef: its Service, the Service's port, and its weight.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExperimentBackend {
+    pub service: String,
+    pub port: i32,
+    pub weight: i32,
+}
+
+/// What the rules naming both Services carry.
+#[derive(Clone, Copy, Debug)]
+pub struct Split<'a> {
+    pub canary: i32,
+    pub stable: i32,
+    pub experiments: &'a [ExperimentBackend],
+}
+
+/// The Service port a backendRef names: the one called `http`, else the first.
+fn service_port(service: &Service) -> Option<i32> {
+    let ports = service.spec.as_ref()?.ports.as_ref()?;
+    ports
+        .iter()
+        .find(|p| p.name.as_deref() == Some("http"))
+        .or_else(|| ports.first())
+        .map(|p| p.port)
+}
+
+/// Sets the weights of the stable and canary backendRefs in every rule naming both, and
+/// keeps a backendRef per experiment template there; `owned` lists the experiment Services
+/// Ramp added (read from the route, updated here): only those are ever removed. Returns
+/// whether any rule changed.
 pub fn set_weights(
     rules: &mut [Value],
     services: &Services,
-    canary_weight: i32,
-    stable_weight: i32,
+    split: &Split<'_>,
+    owned: &mut Vec<String>,
     managed_routes: &[String],
 ) -> Result<bool, String> {
+    let (canary_weight, stable_weight) = (split.canary, split.stable);
     let mut found = false;
     let mut changed = false;
     for rule in rules.iter_mut() {
@@ -346,7 +433,13 @@ pub fn set_weights(
                 changed = true;
             }
         }
+        changed |= set_experiment_backends(refs, split.experiments, owned);
     }
+    *owned = split
+        .experiments
+        .iter()
+        .map(|e| e.service.clone())
+        .collect();
     if !found {
         return Err(format!(
             "no rule has backendRefs to both the stable Service {:?} and the canary Service {:?}: add both to the rule whose traffic should be split",
@@ -354,6 +447,45 @@ pub fn set_weights(
         ));
     }
     Ok(changed)
+}
+
+/// Gives each experiment its backendRef and weight in one rule's `refs`, and removes those
+/// of experiment Services Ramp added before (`owned`) that no longer run; returns whether
+/// anything changed.
+fn set_experiment_backends(
+    refs: &mut Vec<Value>,
+    experiments: &[ExperimentBackend],
+    owned: &[String],
+) -> bool {
+    let before = refs.len();
+    refs.retain(|backend| {
+        !owned.iter().any(|service| {
+            is_service(backend, service) && !experiments.iter().any(|e| e.service == *service)
+        })
+    });
+    let mut changed = refs.len() != before;
+    for experiment in experiments {
+        match refs.iter_mut().find(|b| is_service(b, &experiment.service)) {
+            Some(backend) => {
+                if backend.get("weight").and_then(Value::as_i64)
+                    != Some(i64::from(experiment.weight))
+                {
+                    backend["weight"] = json!(experiment.weight);
+                    changed = true;
+                }
+            }
+            None => {
+                refs.push(json!({
+                    "kind": "Service",
+                    "name": experiment.service,
+                    "port": experiment.port,
+                    "weight": experiment.weight,
+                }));
+                changed = true;
+            }
+        }
+    }
+    changed
 }
 
 /// Removes the rules Ramp added; returns whether any was there.
@@ -609,23 +741,170 @@ mod tests {
         .unwrap()
     }
 
+    fn split(canary: i32, stable: i32, experiments: &[ExperimentBackend]) -> Split<'_> {
+        Split {
+            canary,
+            stable,
+            experiments,
+        }
+    }
+
+    /// `set_weights` on rules Ramp added no experiment backend to.
+    fn weigh(
+        rules: &mut [Value],
+        canary: i32,
+        stable: i32,
+        experiments: &[ExperimentBackend],
+    ) -> Result<bool, String> {
+        set_weights(
+            rules,
+            &services(),
+            &split(canary, stable, experiments),
+            &mut Vec::new(),
+            &managed(),
+        )
+    }
+
+    fn experiment(service: &str, weight: i32) -> ExperimentBackend {
+        ExperimentBackend {
+            service: service.into(),
+            port: 8080,
+            weight,
+        }
+    }
+
+    #[test]
+    fn experiments_get_a_backend_each_and_only_those_ramp_added_are_removed() {
+        let mut rules = route_rules();
+        let experiments = [experiment("exp-a", 10), experiment("exp-b", 5)];
+        let mut owned = Vec::new();
+        let changed = set_weights(
+            &mut rules,
+            &services(),
+            &split(20, 65, &experiments),
+            &mut owned,
+            &managed(),
+        )
+        .unwrap();
+        assert!(changed);
+        assert_eq!(owned, vec!["exp-a".to_string(), "exp-b".to_string()]);
+        assert_eq!(
+            rules[0]["backendRefs"],
+            json!([
+                {"name": "web-stable", "port": 80, "weight": 65},
+                {"name": "web-canary", "port": 80, "weight": 20},
+                {"name": "other", "port": 80, "weight": 7},
+                {"kind": "Service", "name": "exp-a", "port": 8080, "weight": 10},
+                {"kind": "Service", "name": "exp-b", "port": 8080, "weight": 5},
+            ])
+        );
+        assert_eq!(
+            rules[1],
+            route_rules()[1],
+            "rules not naming both are the user's"
+        );
+        // Already there: nothing to write.
+        assert!(
+            !set_weights(
+                &mut rules,
+                &services(),
+                &split(20, 65, &experiments),
+                &mut owned,
+                &managed()
+            )
+            .unwrap()
+        );
+        // One template ends: its backend goes, the other's weight is kept in step.
+        let experiments = [experiment("exp-b", 5)];
+        assert!(
+            set_weights(
+                &mut rules,
+                &services(),
+                &split(20, 75, &experiments),
+                &mut owned,
+                &managed()
+            )
+            .unwrap()
+        );
+        assert_eq!(owned, vec!["exp-b".to_string()]);
+        let names: Vec<_> = rules[0]["backendRefs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(names, ["web-stable", "web-canary", "other", "exp-b"]);
+        // The experiment ends: the split is stable/canary again, the user's "other" stays.
+        assert!(
+            set_weights(
+                &mut rules,
+                &services(),
+                &split(20, 80, &[]),
+                &mut owned,
+                &managed()
+            )
+            .unwrap()
+        );
+        assert!(owned.is_empty());
+        assert_eq!(rules[0]["backendRefs"].as_array().unwrap().len(), 3);
+        assert_eq!(rules[0]["backendRefs"][2]["name"], "other");
+    }
+
+    #[test]
+    fn a_backend_ramp_did_not_add_is_never_removed() {
+        let mut rules = route_rules();
+        // "other" is not in the owned list: ending an experiment leaves it.
+        let mut owned = vec!["exp-a".to_string()];
+        set_weights(
+            &mut rules,
+            &services(),
+            &split(0, 100, &[]),
+            &mut owned,
+            &managed(),
+        )
+        .unwrap();
+        assert_eq!(rules[0]["backendRefs"][2]["name"], "other");
+        assert!(owned.is_empty());
+    }
+
+    #[test]
+    fn the_backend_port_is_the_services_http_port_or_its_first() {
+        let service = |ports: Value| -> Service {
+            serde_json::from_value(json!({"spec": {"ports": ports}})).unwrap()
+        };
+        let named =
+            service(json!([{"name": "metrics", "port": 9090}, {"name": "http", "port": 8080}]));
+        assert_eq!(service_port(&named), Some(8080));
+        let first = service(json!([{"name": "web", "port": 80}, {"name": "grpc", "port": 9000}]));
+        assert_eq!(service_port(&first), Some(80));
+        assert_eq!(service_port(&service(json!([]))), None);
+        assert_eq!(service_port(&Service::default()), None);
+    }
+
     #[test]
     fn sets_only_the_weights_of_the_two_services() {
         let mut rules = route_rules();
-        let changed = set_weights(&mut rules, &services(), 30, 70, &managed()).unwrap();
+        let changed = weigh(&mut rules, 30, 70, &[]).unwrap();
         assert!(changed);
         let refs = &rules[0]["backendRefs"];
         assert_eq!(refs[0]["weight"], 70);
         assert_eq!(refs[1]["weight"], 30);
         assert_eq!(refs[2]["weight"], 7, "other backends are the user's");
         assert_eq!(rules[1], route_rules()[1], "other rules are the user's");
-        assert!(!set_weights(&mut rules, &services(), 30, 70, &managed()).unwrap());
+        assert!(!weigh(&mut rules, 30, 70, &[]).unwrap());
     }
 
     #[test]
     fn a_route_without_both_services_is_malformed() {
         let mut rules = vec![route_rules()[1].clone()];
-        let error = set_weights(&mut rules, &services(), 30, 70, &[]).unwrap_err();
+        let error = set_weights(
+            &mut rules,
+            &services(),
+            &split(30, 70, &[]),
+            &mut Vec::new(),
+            &[],
+        )
+        .unwrap_err();
         assert!(
             error.contains("web-stable") && error.contains("web-canary"),
             "{error}"
@@ -658,7 +937,7 @@ mod tests {
         );
         assert!(!set_header_rule(&mut rules, &route, &services(), &managed()).unwrap());
         // Weights skip the managed rule and still apply to the user's.
-        assert!(set_weights(&mut rules, &services(), 10, 90, &managed()).unwrap());
+        assert!(weigh(&mut rules, 10, 90, &[]).unwrap());
         assert_eq!(rules[0]["backendRefs"][0].get("weight"), None);
         assert!(remove_rules(&mut rules, &managed()));
         assert_eq!(rules.len(), 2);

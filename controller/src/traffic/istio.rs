@@ -18,12 +18,11 @@
 //! named route, `{host: <template Service>, weight}`, taken from stable, in both split modes
 //! (as Argo's reconciler does); with a DestinationRule each also gets a subset named after
 //! its Service, labelled with its pod-template hash. The destinations and subsets Ramp added
-//! are listed in the object's [`EXPERIMENT_SERVICES_ANNOTATION`], so that only those are
+//! are listed in the object's [`objects::EXPERIMENT_SERVICES_ANNOTATION`], so that only those are
 //! removed once the experiment ends or the rollout aborts.
 
 use futures::future::BoxFuture;
-use kube::Api;
-use kube::api::{ApiResource, DynamicObject, Patch};
+use kube::api::ApiResource;
 use serde_json::{Map, Value, json};
 
 use super::gatewayapi::Services;
@@ -36,10 +35,6 @@ use crate::api::{
 use crate::rollout::names::POD_TEMPLATE_HASH_LABEL;
 
 const ROUTER: &str = "Istio";
-
-/// On a VirtualService or DestinationRule: the experiment Services (JSON list) whose
-/// destinations or subsets Ramp added and will remove.
-pub const EXPERIMENT_SERVICES_ANNOTATION: &str = "rollouts.ramp.dev/experiment-services";
 
 fn virtual_services() -> ApiResource {
     objects::resource(
@@ -139,7 +134,7 @@ impl IstioRouter {
                 Value::Object(map) => map,
                 _ => Map::new(),
             };
-            let added_before = experiment_services(&object);
+            let added_before = objects::experiment_services(&object);
             let mut edit = Edit {
                 spec: before.clone(),
                 experiment_services: added_before.clone(),
@@ -161,9 +156,10 @@ impl IstioRouter {
                 .then_some(edit.experiment_services.as_slice());
             held &= changed.is_empty() && annotation.is_none();
             if (!changed.is_empty() || annotation.is_some()) && write {
-                patch(
+                objects::patch_spec_and_experiments(
                     client,
                     &resource,
+                    ROUTER,
                     &object,
                     Value::Object(changed),
                     annotation,
@@ -193,16 +189,17 @@ impl IstioRouter {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        let added_before = experiment_services(&object);
+        let added_before = objects::experiment_services(&object);
         let mut added = added_before.clone();
         let changed = label_subsets(&mut subsets, rule, weights, &mut added).map_err(|what| {
             malformed(ROUTER, objects::describe(&resource, namespace, name), what)
         })?;
         let annotation = (added != added_before).then_some(added.as_slice());
         if (changed || annotation.is_some()) && write {
-            patch(
+            objects::patch_spec_and_experiments(
                 client,
                 &resource,
+                ROUTER,
                 &object,
                 json!({"subsets": subsets}),
                 annotation,
@@ -217,53 +214,6 @@ impl IstioRouter {
 pub struct Edit {
     pub spec: Map<String, Value>,
     pub experiment_services: Vec<String>,
-}
-
-/// The experiment Services Ramp recorded on an object.
-fn experiment_services(object: &DynamicObject) -> Vec<String> {
-    object
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(EXPERIMENT_SERVICES_ANNOTATION))
-        .and_then(|value| serde_json::from_str(value).ok())
-        .unwrap_or_default()
-}
-
-/// Writes `spec` (top-level keys replaced) and, when given, the experiment Services
-/// annotation (removed when empty), on condition that the object is unchanged since read.
-async fn patch(
-    client: &kube::Client,
-    resource: &ApiResource,
-    object: &DynamicObject,
-    spec: Value,
-    experiment_services: Option<&[String]>,
-) -> Result<(), TrafficError> {
-    let namespace = object.metadata.namespace.clone().unwrap_or_default();
-    let name = object.metadata.name.clone().unwrap_or_default();
-    let mut body = json!({
-        "metadata": {"resourceVersion": object.metadata.resource_version},
-        "spec": spec,
-    });
-    if let Some(services) = experiment_services {
-        let value = if services.is_empty() {
-            Value::Null
-        } else {
-            json!(serde_json::to_string(services).unwrap_or_default())
-        };
-        body["metadata"]["annotations"] = json!({ EXPERIMENT_SERVICES_ANNOTATION: value });
-    }
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, resource);
-    api.patch(&name, &objects::params(), &Patch::Merge(&body))
-        .await
-        .map(|_| ())
-        .map_err(|error| {
-            objects::api_error(
-                ROUTER,
-                objects::describe(resource, &namespace, &name),
-                error,
-            )
-        })
 }
 
 /// The host split of `weights` when they name both Services: under ping-pong the planner

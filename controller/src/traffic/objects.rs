@@ -107,6 +107,55 @@ pub async fn patch_spec(
         .map_err(|error| api_error(router, describe(resource, &namespace, &name), error))
 }
 
+/// On a router object: the experiment Services (a JSON list) whose destinations, subsets
+/// or backends Ramp added and will remove.
+pub const EXPERIMENT_SERVICES_ANNOTATION: &str = "rollouts.ramp.dev/experiment-services";
+
+/// The experiment Services Ramp recorded on an object.
+pub fn experiment_services(object: &DynamicObject) -> Vec<String> {
+    object
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(EXPERIMENT_SERVICES_ANNOTATION))
+        .and_then(|value| serde_json::from_str(value).ok())
+        .unwrap_or_default()
+}
+
+/// Like [`patch_spec`], and when given, also records the experiment Services Ramp added
+/// (the annotation is removed when the list is empty).
+pub async fn patch_spec_and_experiments(
+    client: &Client,
+    resource: &ApiResource,
+    router: &'static str,
+    object: &DynamicObject,
+    spec: Value,
+    experiment_services: Option<&[String]>,
+) -> Result<(), TrafficError> {
+    let Some(services) = experiment_services else {
+        return patch_spec(client, resource, router, object, spec).await;
+    };
+    let namespace = object.metadata.namespace.clone().unwrap_or_default();
+    let name = object.metadata.name.clone().unwrap_or_default();
+    let value = if services.is_empty() {
+        Value::Null
+    } else {
+        json!(serde_json::to_string(services).unwrap_or_default())
+    };
+    let body = json!({
+        "metadata": {
+            "resourceVersion": object.metadata.resource_version,
+            "annotations": { EXPERIMENT_SERVICES_ANNOTATION: value },
+        },
+        "spec": spec,
+    });
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, resource);
+    api.patch(&name, &params(), &Patch::Merge(&body))
+        .await
+        .map(|_| ())
+        .map_err(|error| api_error(router, describe(resource, &namespace, &name), error))
+}
+
 /// The JSON merge patch (RFC 7386) that turns `old` into `new`: keys `new` lacks become
 /// `null`, objects are compared key by key, anything else is replaced when it differs.
 pub fn merge_patch(old: &Value, new: &Value) -> Value {

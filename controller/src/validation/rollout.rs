@@ -580,12 +580,18 @@ fn check_step(
     if let Some(experiment) = &step.experiment {
         for (j, template) in experiment.templates.iter().enumerate() {
             if template.weight.is_some() {
-                let supported = routing
-                    .is_some_and(|r| r.alb.is_some() || r.smi.is_some() || r.istio.is_some());
+                let supported = routing.is_some_and(|r| {
+                    r.alb.is_some()
+                        || r.smi.is_some()
+                        || r.istio.is_some()
+                        || r.plugins
+                            .as_ref()
+                            .is_some_and(|p| p.contains_key(crate::traffic::gatewayapi::PLUGIN))
+                });
                 if !supported {
                     errors.push(
                         format!("{path}.experiment.templates[{j}].weight"),
-                        "experiment template weights need trafficRouting with SMI, ALB or Istio",
+                        "experiment template weights need trafficRouting with SMI, ALB, Istio or the argoproj-labs/gatewayAPI plugin",
                     );
                 }
             }

@@ -1,7 +1,9 @@
-//! Istio routing beyond stable and canary, with Argo Rollouts' own manifests unchanged: an
+//! Routing beyond stable and canary. With Argo Rollouts' own Istio manifests unchanged, an
 //! experiment step's template gets its weight as a destination of its own (host-level and
 //! subset-level split) for as long as the experiment runs, and ping-pong alternates which
-//! of two Services is stable from one update to the next.
+//! of two Services is stable from one update to the next. On a Gateway API HTTPRoute the
+//! template gets a backendRef of its own in the rule naming both Services, as Argo's
+//! Gateway API plugin gives it.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -10,8 +12,9 @@ use futures::StreamExt;
 use kube::runtime::{WatchStreamExt, watcher};
 use ramp_controller::api::{Rollout, WeightDestination};
 use ramp_controller::rollout::names::POD_TEMPLATE_HASH_LABEL;
+use ramp_controller::traffic::objects::EXPERIMENT_SERVICES_ANNOTATION;
 use ramp_e2e::fixtures::rollouts::{abort, healthy, promote, wait_for};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 mod traffic_support;
 use traffic_support::*;
@@ -446,5 +449,210 @@ async fn istio_ping_pong_alternates_the_stable_service() -> TestResult {
     .await?;
     let seen = history.seen();
     assert_eq!(seen.last(), Some(&(100, 0)), "{seen:?}");
+    Ok(())
+}
+
+const HTTP_ROUTE_CRDS: &str = "gateway-api/gateway.networking.k8s.io_httproutes.yaml";
+
+/// Argo's Istio host-split experiment manifest with the VirtualService swapped for an
+/// HTTPRoute and the router for the Gateway API plugin; the split rule also sends to a
+/// backend of the user's (`gw-exp-legacy`, weight 0) and a second rule is the user's alone.
+const GATEWAY_EXPERIMENT: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: gw-exp-canary}
+spec:
+  ports: [{port: 80, targetPort: http, protocol: TCP, name: http}]
+  selector: {app: gw-exp}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: gw-exp-stable}
+spec:
+  ports: [{port: 80, targetPort: http, protocol: TCP, name: http}]
+  selector: {app: gw-exp}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: gw-exp-route}
+spec:
+  parentRefs: [{name: gateway}]
+  rules:
+    - matches: [{path: {type: PathPrefix, value: /}}]
+      backendRefs:
+        - {name: gw-exp-stable, port: 80, weight: 100}
+        - {name: gw-exp-canary, port: 80, weight: 0}
+        - {name: gw-exp-legacy, port: 80, weight: 0}
+    - matches: [{path: {type: PathPrefix, value: /static}}]
+      backendRefs: [{name: static, port: 80}]
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: gw-exp}
+spec:
+  strategy:
+    canary:
+      canaryService: gw-exp-canary
+      stableService: gw-exp-stable
+      trafficRouting:
+        plugins:
+          argoproj-labs/gatewayAPI:
+            httpRoute: gw-exp-route
+      steps:
+        - setWeight: 10
+        - experiment:
+            templates:
+              - name: experiment-gw
+                specRef: canary
+                weight: 20
+  selector:
+    matchLabels: {app: gw-exp}
+  template:
+    metadata:
+      labels: {app: gw-exp}
+    spec:
+      containers:
+        - name: gw-exp
+          image: nginx:1.19-alpine
+          ports: [{name: http, containerPort: 80, protocol: TCP}]
+"#;
+
+/// `(Service, port, weight)` of each backendRef of the HTTPRoute's first rule.
+fn split_rule(spec: &Value) -> Vec<(String, i64, i64)> {
+    spec["rules"][0]["backendRefs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|b| {
+            (
+                b["name"].as_str().unwrap_or_default().to_string(),
+                b["port"].as_i64().unwrap_or(0),
+                b["weight"].as_i64().unwrap_or(1),
+            )
+        })
+        .collect()
+}
+
+fn backends(list: &[(&str, i64, i64)]) -> Vec<(String, i64, i64)> {
+    list.iter()
+        .map(|(n, p, w)| (n.to_string(), *p, *w))
+        .collect()
+}
+
+/// The annotations of the HTTPRoute.
+async fn route_annotations(s: &Scenario) -> Result<BTreeMap<String, String>, String> {
+    let object = s.object(&http_routes(), "gw-exp-route").await?;
+    Ok(object.metadata.annotations.unwrap_or_default())
+}
+
+/// Takes the Gateway API Rollout to its experiment step: 70 to stable, 10 to the canary, 20
+/// to a backendRef of the template's Service at the Service's port, recorded on the route.
+/// Returns the template's Service.
+async fn gateway_at_experiment(s: &Scenario) -> Result<String, Box<dyn std::error::Error>> {
+    s.env.apply_yaml(GATEWAY_EXPERIMENT).await?;
+    s.wait("gw-exp", "Healthy", healthy).await?;
+    let before = s
+        .wait_spec(&http_routes(), "gw-exp-route", "all on stable", |spec| {
+            split_rule(spec)
+                == backends(&[
+                    ("gw-exp-stable", 80, 100),
+                    ("gw-exp-canary", 80, 0),
+                    ("gw-exp-legacy", 80, 0),
+                ])
+        })
+        .await?;
+    let destination = at_experiment(s, "gw-exp").await?;
+    let service = destination.service_name.clone().unwrap_or_default();
+    let services: kube::Api<k8s_openapi::api::core::v1::Service> =
+        kube::Api::namespaced(s.client(), s.ns());
+    let ports = services.get(&service).await?.spec.unwrap_or_default().ports;
+    // The port a backendRef names: the Service's port called http, else its first.
+    let ports = ports.unwrap_or_default();
+    let port = ports
+        .iter()
+        .find(|p| p.name.as_deref() == Some("http"))
+        .or(ports.first())
+        .map(|p| i64::from(p.port))
+        .ok_or_else(|| format!("Service {service} has no port"))?;
+    let spec = s
+        .wait_spec(
+            &http_routes(),
+            "gw-exp-route",
+            "70/10/20 with the template's backendRef",
+            |spec| {
+                split_rule(spec)
+                    == backends(&[
+                        ("gw-exp-stable", 80, 70),
+                        ("gw-exp-canary", 80, 10),
+                        ("gw-exp-legacy", 80, 0),
+                        (service.as_str(), port, 20),
+                    ])
+            },
+        )
+        .await?;
+    assert_eq!(
+        spec["rules"][1], before["rules"][1],
+        "the user's other rule is untouched"
+    );
+    assert_eq!(
+        route_annotations(s)
+            .await?
+            .get(EXPERIMENT_SERVICES_ANNOTATION)
+            .cloned(),
+        Some(json!([service]).to_string()),
+        "the backendRef Ramp added is recorded on the route"
+    );
+    Ok(service)
+}
+
+/// Waits until the route splits stable/canary alone again with the user's backend kept and
+/// nothing recorded.
+async fn gateway_back_to_stable_canary(s: &Scenario, stable: i64, canary: i64) -> TestResult {
+    s.wait_spec(
+        &http_routes(),
+        "gw-exp-route",
+        "the template's backendRef removed, the user's kept",
+        |spec| {
+            split_rule(spec)
+                == backends(&[
+                    ("gw-exp-stable", 80, stable),
+                    ("gw-exp-canary", 80, canary),
+                    ("gw-exp-legacy", 80, 0),
+                ])
+        },
+    )
+    .await?;
+    let annotations = route_annotations(s).await?;
+    assert!(
+        !annotations.contains_key(EXPERIMENT_SERVICES_ANNOTATION),
+        "no experiment backendRef is left recorded: {annotations:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn gateway_api_experiment_step_gives_the_template_its_weight() -> TestResult {
+    let s = Scenario::start(&[HTTP_ROUTE_CRDS]).await?;
+    gateway_at_experiment(&s).await?;
+    let rollout = s.rollouts().get("gw-exp").await?;
+    let v2 = status_of(&rollout).current_pod_hash.unwrap_or_default();
+    assert_eq!(promote_past_experiment(&s, "gw-exp").await?, v2);
+    gateway_back_to_stable_canary(&s, 100, 0).await
+}
+
+/// Aborting during the experiment step sends everything back to stable and removes the
+/// template's backendRef.
+#[tokio::test]
+async fn gateway_api_experiment_backend_leaves_on_abort() -> TestResult {
+    let s = Scenario::start(&[HTTP_ROUTE_CRDS]).await?;
+    gateway_at_experiment(&s).await?;
+    abort(&s.rollouts(), "gw-exp").await?;
+    s.wait("gw-exp", "aborted", aborted).await?;
+    gateway_back_to_stable_canary(&s, 100, 0).await?;
+    let rollout = s.rollouts().get("gw-exp").await?;
+    assert!(
+        additional(&rollout).is_empty(),
+        "no experiment weight recorded"
+    );
     Ok(())
 }
