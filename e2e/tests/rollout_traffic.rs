@@ -229,6 +229,122 @@ async fn gateway_api_runs_to_completion_with_max_traffic_weight() -> TestResult 
     Ok(())
 }
 
+/// A GRPCRoute CRD of Ramp's own for the API server to store GRPCRoutes (the reference
+/// copy has the HTTPRoute CRD only): the fields Ramp writes are typed, the rest is kept.
+const GRPC_ROUTE_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: grpcroutes.gateway.networking.k8s.io
+  annotations: {api-approved.kubernetes.io: "https://github.com/kubernetes-sigs/gateway-api/pull/4530"}
+spec:
+  group: gateway.networking.k8s.io
+  names: {kind: GRPCRoute, listKind: GRPCRouteList, plural: grpcroutes, singular: grpcroute}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      subresources: {status: {}}
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              x-kubernetes-preserve-unknown-fields: true
+              properties:
+                rules:
+                  type: array
+                  items:
+                    type: object
+                    x-kubernetes-preserve-unknown-fields: true
+                    properties:
+                      backendRefs:
+                        type: array
+                        items:
+                          type: object
+                          required: [name]
+                          properties:
+                            group: {type: string}
+                            kind: {type: string}
+                            name: {type: string}
+                            namespace: {type: string}
+                            port: {type: integer, format: int32}
+                            weight: {type: integer, format: int32, minimum: 0, maximum: 1000000}
+            status: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#;
+
+/// `trafficRouting.plugins["argoproj-labs/gatewayAPI"].grpcRoute`: the weights of the
+/// GRPCRoute's backendRefs follow the steps; a rule of the user's is kept as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_api_grpc_route_follows_the_steps_and_abort() -> TestResult {
+    let s = Scenario::start(&["gateway-api/gateway.networking.k8s.io_httproutes.yaml"]).await?;
+    ramp_e2e::fixtures::crds::install_crds(
+        &s.client(),
+        GRPC_ROUTE_CRD,
+        "GRPC_ROUTE_CRD",
+        "ramp-e2e-traffic",
+    )
+    .await?;
+    s.create_services("grpc").await?;
+    let user_rule = json!({
+        "matches": [{"method": {"service": "admin.Admin"}}],
+        "backendRefs": [{"name": "admin", "port": 9000}]
+    });
+    s.create_object(
+        &grpc_routes(),
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GRPCRoute",
+            "metadata": {"name": "grpc-route"},
+            "spec": {
+                "parentRefs": [{"name": "gateway"}],
+                "rules": [
+                    {"backendRefs": [{"name": "grpc-stable", "port": 9000, "weight": 100},
+                                     {"name": "grpc-canary", "port": 9000, "weight": 0}]},
+                    user_rule.clone()
+                ]
+            }
+        }),
+    )
+    .await?;
+    let canary = json!({
+        "stableService": "grpc-stable", "canaryService": "grpc-canary",
+        "trafficRouting": {"plugins": {"argoproj-labs/gatewayAPI": {"grpcRoute": "grpc-route"}}},
+        "steps": [{"setWeight": 25}, {"pause": {}}, {"setWeight": 60}, {"pause": {}}]
+    });
+    s.rollouts()
+        .create(
+            &PostParams::default(),
+            &canary_rollout("grpc", 4, "demo:1", canary),
+        )
+        .await?;
+    s.wait("grpc", "Healthy", healthy).await?;
+    s.set_image("grpc", "app", "demo:2").await?;
+    s.wait("grpc", "paused at step 1", paused_at(1)).await?;
+    s.wait_spec(&grpc_routes(), "grpc-route", "weights 75/25", |spec| {
+        gateway_weights(spec, "grpc-stable", "grpc-canary") == vec![(75, 25)]
+    })
+    .await?;
+    promote(&s.rollouts(), "grpc").await?;
+    s.wait("grpc", "paused at step 3", paused_at(3)).await?;
+    let spec = s
+        .wait_spec(&grpc_routes(), "grpc-route", "weights 40/60", |spec| {
+            gateway_weights(spec, "grpc-stable", "grpc-canary") == vec![(40, 60)]
+        })
+        .await?;
+    assert_eq!(spec["rules"][1], user_rule, "the user's rule is kept");
+    abort(&s.rollouts(), "grpc").await?;
+    s.wait("grpc", "aborted", aborted).await?;
+    let spec = s
+        .wait_spec(&grpc_routes(), "grpc-route", "all back on stable", |spec| {
+            gateway_weights(spec, "grpc-stable", "grpc-canary") == vec![(100, 0)]
+        })
+        .await?;
+    assert_eq!(spec["rules"][1], user_rule, "the user's rule is kept");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_router_object_is_invalid_spec_and_nothing_scales() -> TestResult {
     let s = Scenario::start(&["gateway-api/gateway.networking.k8s.io_httproutes.yaml"]).await?;

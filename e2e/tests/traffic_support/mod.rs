@@ -34,6 +34,10 @@ pub fn http_routes() -> ApiResource {
     resource("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
 }
 
+pub fn grpc_routes() -> ApiResource {
+    resource("gateway.networking.k8s.io", "v1", "GRPCRoute", "grpcroutes")
+}
+
 pub fn virtual_services() -> ApiResource {
     resource(
         "networking.istio.io",
