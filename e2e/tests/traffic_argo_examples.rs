@@ -2,7 +2,8 @@
 //! applied unchanged to the test cluster with the routers' real CRDs: Istio subsets with
 //! `dynamicStableScale` aborted mid-update, Istio's mirror-route example, the SMI (Linkerd)
 //! example and the SMI experiment-step example. Each is checked at every step: router
-//! weights and routes, ReplicaSet sizes, the Services' selectors.
+//! weights and routes, ReplicaSet sizes, the Services' selectors. Argo's ALB-and-Istio
+//! ping-pong manifest ends in its expected failure here: ALB is not a router Ramp has.
 
 use std::collections::BTreeMap;
 
@@ -589,5 +590,56 @@ async fn argo_smi_experiment_step_example() -> TestResult {
             .then_some(())
     })
     .await?;
+    Ok(())
+}
+
+/// `test/e2e/functional/albmesh-pingpong-stablecanary-rollout.yaml` routes through ALB and
+/// Istio at once. Ramp has no ALB router, so the Rollout is refused with an `InvalidSpec`
+/// condition naming ALB, nothing is scaled up, and the VirtualService is left as applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argo_alb_and_istio_ping_pong_is_refused_naming_alb() -> TestResult {
+    let s = Scenario::start(&["argo-rollouts/test/e2e/crds/istio.yaml"]).await?;
+    s.env
+        .apply_yaml(&reference(
+            "argo-rollouts/test/e2e/functional/albmesh-pingpong-stablecanary-rollout.yaml",
+        )?)
+        .await?;
+    let vs = "istio-host-split-vsvc";
+    let applied = s.object(&virtual_services(), vs).await?;
+    let refused = s
+        .wait("alb-canary", "InvalidSpec naming ALB", |r| {
+            status_of(r)
+                .conditions
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "InvalidSpec" && c.message.contains("ALB"))
+        })
+        .await?;
+    let message = status_of(&refused)
+        .conditions
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "InvalidSpec")
+        .map(|c| c.message)
+        .unwrap_or_default();
+    assert!(
+        message.contains("spec.strategy.canary.trafficRouting"),
+        "the message names the field: {message}"
+    );
+    // Still refused a little later: nothing was scaled and the route was not touched.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(
+        counts(&s, "alb-canary")
+            .await
+            .values()
+            .all(|(desired, _)| *desired == 0),
+        "no pods for a Rollout whose router Ramp does not have: {:?}",
+        counts(&s, "alb-canary").await
+    );
+    let now = s.object(&virtual_services(), vs).await?;
+    assert_eq!(
+        now.metadata.resource_version, applied.metadata.resource_version,
+        "the VirtualService is left as applied"
+    );
     Ok(())
 }
