@@ -480,7 +480,8 @@ fn in_namespace<'a>(
         .filter(move |r| namespace.is_none() || r.namespace().as_deref() == namespace)
 }
 
-/// The Rollouts a Service concerns: the one that manages it, or those naming it.
+/// The Rollouts a Service concerns: the one that manages it, or those naming it (stable,
+/// canary, ping, pong, active or preview).
 fn rollouts_of_service(store: &Store<Rollout>, service: &Service) -> Vec<ObjectRef<Rollout>> {
     let namespace = service.namespace().unwrap_or_default();
     if let Some(manager) = service
@@ -499,6 +500,9 @@ fn rollouts_of_service(store: &Store<Rollout>, service: &Service) -> Vec<ObjectR
             canary.is_some_and(|c| {
                 c.stable_service.as_deref() == Some(&name)
                     || c.canary_service.as_deref() == Some(&name)
+                    || c.ping_pong
+                        .as_ref()
+                        .is_some_and(|p| p.ping_service == name || p.pong_service == name)
             }) || blue_green.is_some_and(|b| {
                 b.active_service == name || b.preview_service.as_deref() == Some(&name)
             })
@@ -637,4 +641,70 @@ fn error_policy(rollout: Arc<Rollout>, error: &ReconcileError, context: Arc<Cont
         .min(Duration::from_secs(60));
     tracing::warn!(rollout = %name, %namespace, category = error.category(), %error, retry_in = ?backoff, "rollout reconcile failed");
     Action::requeue(backoff)
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::reflector::store::Writer;
+    use kube::runtime::watcher::Event;
+    use serde_json::json;
+
+    use super::*;
+
+    fn store(rollouts: &[serde_json::Value]) -> Store<Rollout> {
+        let mut writer = Writer::<Rollout>::default();
+        for rollout in rollouts {
+            let rollout: Rollout = serde_json::from_value(rollout.clone()).unwrap();
+            writer.apply_watcher_event(&Event::Apply(rollout));
+        }
+        writer.as_reader()
+    }
+
+    fn service(name: &str, annotations: serde_json::Value) -> Service {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "ns", "annotations": annotations}
+        }))
+        .unwrap()
+    }
+
+    fn names(refs: Vec<ObjectRef<Rollout>>) -> Vec<String> {
+        refs.into_iter().map(|r| r.name).collect()
+    }
+
+    #[test]
+    fn a_service_concerns_the_rollouts_naming_it_in_any_role() {
+        let rollout = |name: &str, strategy: serde_json::Value| {
+            json!({
+                "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+                "metadata": {"name": name, "namespace": "ns"},
+                "spec": {"selector": {"matchLabels": {"app": name}}, "strategy": strategy}
+            })
+        };
+        let store = store(&[
+            rollout(
+                "pingpong",
+                json!({"canary": {"pingPong": {"pingService": "ping", "pongService": "pong"}}}),
+            ),
+            rollout(
+                "canary",
+                json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary"}}),
+            ),
+            rollout(
+                "bluegreen",
+                json!({"blueGreen": {"activeService": "active", "previewService": "preview"}}),
+            ),
+        ]);
+        let concerned = |name: &str| names(rollouts_of_service(&store, &service(name, json!({}))));
+        assert_eq!(concerned("ping"), ["pingpong"]);
+        assert_eq!(concerned("pong"), ["pingpong"]);
+        assert_eq!(concerned("web-canary"), ["canary"]);
+        assert_eq!(concerned("preview"), ["bluegreen"]);
+        assert!(concerned("other").is_empty());
+        // The managed-by annotation names the Rollout directly.
+        let adopted = service(
+            "other",
+            json!({"argo-rollouts.argoproj.io/managed-by-rollouts": "canary"}),
+        );
+        assert_eq!(names(rollouts_of_service(&store, &adopted)), ["canary"]);
+    }
 }
