@@ -216,7 +216,7 @@ pub async fn run(args: Vec<String>) -> Result<Report, BenchError> {
 
     let mut report = Report::new("crash");
     report.add("trials", results.len() as f64, "trials with kills");
-    report.add("seed", seed as f64, "seed of the kill moments");
+    report.add_exact("seed", seed, "seed of the kill moments");
     report.add(
         "kills",
         kills as f64,

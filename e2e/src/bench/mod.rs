@@ -100,7 +100,8 @@ pub enum BenchError {
     Failed(String),
 }
 
-/// Flags every scenario accepts.
+// Flags every scenario accepts (a plain comment: a doc comment would become the about
+// text of every scenario's --help).
 #[derive(Clone, Debug, clap::Args)]
 pub struct CommonFlags {
     /// Measurement runs; the report gives medians.
@@ -111,10 +112,15 @@ pub struct CommonFlags {
     pub out: Option<PathBuf>,
 }
 
-/// Parses a scenario's flags (`args` excludes the scenario name).
+/// Parses a scenario's flags (`args` excludes the scenario name); `--help` prints the
+/// scenario's flags and exits 0.
 pub fn parse_flags<T: clap::Parser>(scenario: &str, args: Vec<String>) -> Result<T, BenchError> {
-    T::try_parse_from(std::iter::once(format!("bench {scenario}")).chain(args))
-        .map_err(|e| BenchError::Flags(e.to_string()))
+    T::try_parse_from(std::iter::once(format!("bench {scenario}")).chain(args)).map_err(|e| match e
+        .kind()
+    {
+        clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => e.exit(),
+        _ => BenchError::Flags(e.to_string()),
+    })
 }
 
 /// Measurements of one quantity over several runs.
@@ -188,6 +194,8 @@ struct Row {
     value: f64,
     description: String,
     spread: Option<(f64, f64)>,
+    /// An identifier (a seed) kept exact: a float would round it.
+    exact: Option<u64>,
 }
 
 impl Report {
@@ -205,6 +213,18 @@ impl Report {
             value,
             description: description.into(),
             spread: None,
+            exact: None,
+        });
+    }
+
+    /// An identifier such as a seed, written and printed exactly.
+    pub fn add_exact(&mut self, key: &str, value: u64, description: &str) {
+        self.rows.push(Row {
+            key: key.into(),
+            value: value as f64,
+            description: description.into(),
+            spread: None,
+            exact: Some(value),
         });
     }
 
@@ -215,6 +235,7 @@ impl Report {
             value: samples.median(),
             description: description.into(),
             spread: (!samples.is_empty()).then(|| (samples.min(), samples.max())),
+            exact: None,
         });
     }
 
@@ -231,10 +252,12 @@ impl Report {
         );
         for row in &self.rows {
             let rounded = (row.value * 1000.0).round() / 1000.0;
-            map.insert(
-                row.key.clone(),
-                serde_json::Number::from_f64(rounded).map_or(serde_json::Value::Null, Into::into),
-            );
+            let value = match row.exact {
+                Some(exact) => exact.into(),
+                None => serde_json::Number::from_f64(rounded)
+                    .map_or(serde_json::Value::Null, Into::into),
+            };
+            map.insert(row.key.clone(), value);
         }
         serde_json::Value::Object(map.into_iter().collect())
     }
@@ -264,7 +287,8 @@ impl Report {
             out.push_str(&format!(
                 "{:width$}  {:>12}  {:>23}  {}\n",
                 row.key,
-                number(row.value),
+                row.exact
+                    .map_or_else(|| number(row.value), |exact| exact.to_string()),
                 spread,
                 row.description,
                 width = width
@@ -355,5 +379,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = report.write(dir.path()).unwrap();
         assert!(path.ends_with("cluster.json"));
+    }
+
+    #[test]
+    fn seeds_are_kept_exact() {
+        let mut report = Report::new("crash");
+        report.add_exact("seed", 3535447684820451657, "seed");
+        assert_eq!(report.to_json()["seed"], 3535447684820451657_u64);
+        assert!(
+            report.table().contains(" 3535447684820451657 "),
+            "{}",
+            report.table()
+        );
     }
 }
