@@ -737,3 +737,76 @@ async fn metrics_carry_argo_names() -> TestResult {
     }
     Ok(())
 }
+
+/// The `role` label of each running pod of the revision `hash`, by pod name.
+async fn roles_of(s: &Scenario, hash: &str) -> Option<BTreeMap<String, Option<String>>> {
+    let pods: Api<Pod> = Api::namespaced(s.client(), s.ns());
+    let selector = format!("{POD_TEMPLATE_HASH_LABEL}={hash}");
+    let list = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .ok()?;
+    Some(
+        list.items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .map(|p| (p.name_any(), p.labels().get("role").cloned()))
+            .collect(),
+    )
+}
+
+/// Waits until the revision `hash` runs `count` pods, each labelled `role`.
+async fn wait_roles(
+    s: &Scenario,
+    hash: &str,
+    count: usize,
+    role: &str,
+) -> Result<Vec<String>, String> {
+    wait_for(
+        &format!("{count} pods of {hash} labelled role={role}"),
+        WAIT,
+        || async {
+            let roles = roles_of(s, hash).await?;
+            (roles.len() == count && roles.values().all(|r| r.as_deref() == Some(role)))
+                .then(|| roles.keys().cloned().collect())
+        },
+    )
+    .await
+}
+
+/// Argo's `test/e2e/functional/ephemeral-labels.yaml`: stableMetadata and canaryMetadata
+/// label the pods by role, and the canary's running pods are relabelled stable in place at
+/// promotion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argo_ephemeral_labels_follow_the_canary_roles() -> TestResult {
+    let s = Scenario::start().await?;
+    let name = "ephemeral-label";
+    s.env
+        .apply_yaml(&ramp_e2e::fixtures::crds::reference(
+            "argo-rollouts/test/e2e/functional/ephemeral-labels.yaml",
+        )?)
+        .await?;
+    let v1 = stable_hash(&s.wait(name, "Healthy", healthy).await?);
+    wait_roles(&s, &v1, 2, "stable").await?;
+
+    let patch = json!({"spec": {"template": {"spec": {"containers": [
+        {"name": name, "image": "argoproj/rollouts-demo:yellow"}]}}}});
+    s.rollouts()
+        .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await?;
+    let v2 = current_hash(&s.wait(name, "paused at step 1", paused_at(1)).await?);
+    let canary_pods = wait_roles(&s, &v2, 1, "canary").await?;
+    wait_roles(&s, &v1, 1, "stable").await?;
+
+    promote(&s.rollouts(), name).await?;
+    s.wait(name, "Healthy on the new revision", |r| {
+        healthy(r) && stable_hash(r) == v2
+    })
+    .await?;
+    let promoted = wait_roles(&s, &v2, 2, "stable").await?;
+    assert!(
+        canary_pods.iter().all(|p| promoted.contains(p)),
+        "the canary's running pod was relabelled in place: {canary_pods:?} → {promoted:?}"
+    );
+    Ok(())
+}

@@ -32,7 +32,9 @@ use super::observe::ReplicaSetExt;
 use super::pause::{CANARY_PAUSE_STEP, INCONCLUSIVE_ANALYSIS, pause_condition};
 use super::plan::Planner;
 use super::replicas::{BasicCanary, Limits, Pods, RoutedCanary, basic_canary, routed_canary};
-use super::{lifecycle, replicasets, restart, selector, services, status, steps, weights};
+use super::{
+    ephemeral, lifecycle, replicasets, restart, selector, services, status, steps, weights,
+};
 use crate::api::{
     CanaryStatus, CanaryStrategy, IntOrPercent, RolloutPause, RolloutStatus, TrafficWeights,
 };
@@ -83,7 +85,14 @@ pub fn plan(p: &mut Planner<'_>) -> Result<(), String> {
         }
         Flow::Continue => {}
     }
-    if reconcile_replica_sets(p) {
+    let scaled = reconcile_replica_sets(p);
+    let strategy = strategy(p);
+    ephemeral::reconcile(
+        p,
+        strategy.canary_metadata.as_ref(),
+        strategy.stable_metadata.as_ref(),
+    );
+    if scaled {
         sync_status(p);
         return Ok(());
     }

@@ -1050,3 +1050,96 @@ fn a_routed_weight_step_completes_once_the_router_is_read_back_holding_it() {
         "the router does not hold the weight: the step still waits"
     );
 }
+
+/// A ReplicaSet whose pods were given `role` as ephemeral metadata by a previous pass.
+fn with_role(rs: Arc<ReplicaSet>, role: &str) -> Arc<ReplicaSet> {
+    let mut rs = (*rs).clone();
+    let template = rs.spec.as_mut().unwrap().template.as_mut().unwrap();
+    let labels = template.metadata.as_mut().unwrap().labels.as_mut().unwrap();
+    labels.insert("role".into(), role.into());
+    rs.metadata.annotations.as_mut().unwrap().insert(
+        EPHEMERAL_METADATA_ANNOTATION.into(),
+        format!(r#"{{"labels":{{"role":"{role}"}}}}"#),
+    );
+    Arc::new(rs)
+}
+
+fn role(r: &str) -> crate::api::ObjectLabels {
+    crate::api::ObjectLabels {
+        labels: Some(BTreeMap::from([("role".into(), r.into())])),
+        annotations: None,
+    }
+}
+
+#[test]
+fn canary_and_stable_metadata_follow_the_roles() {
+    let (v1, v2) = (hash("web:1"), hash("web:2"));
+    let roles = |mut b: RolloutBuilder| {
+        b.canary().stable_metadata = Some(role("stable"));
+        b.canary().canary_metadata = Some(role("canary"));
+        b
+    };
+    // Mid-update with each ReplicaSet labelled for its role: nothing to change.
+    let r = roles(rollout().replicas(2).surge(1, 0))
+        .steps([weight(50), pause(None)])
+        .revision("2")
+        .image("web:2")
+        .status(&v1, &v2, Some(1))
+        .with_status(|s| {
+            s.controller_pause = Some(true);
+            s.pause_conditions = Some(vec![PauseCondition {
+                reason: CANARY_PAUSE_STEP.into(),
+                start_time: Time(at(0)),
+            }]);
+        })
+        .build();
+    let sets = vec![
+        with_role(sized_for(replica_set("web:1", 1, 1, 1, 0), 2), "stable"),
+        with_role(sized_for(replica_set("web:2", 2, 1, 1, 10), 2), "canary"),
+    ];
+    let plan = super::plan(&observed(r, sets.clone()), at(1));
+    assert!(plan.pod_metadata.is_empty(), "{:?}", plan.pod_metadata);
+    assert!(
+        plan.replica_set_updates
+            .iter()
+            .all(|u| u.template_labels.is_none()),
+        "{:?}",
+        plan.replica_set_updates
+    );
+
+    // Promoted: the new ReplicaSet's running pods become stable, the old ones lose the role.
+    let r = roles(rollout().replicas(2).surge(1, 0))
+        .steps([weight(50), pause(None)])
+        .revision("2")
+        .image("web:2")
+        .status(&v2, &v2, Some(2))
+        .build();
+    let sets = vec![
+        with_role(sized_for(replica_set("web:1", 1, 0, 0, 0), 2), "stable"),
+        with_role(sized_for(replica_set("web:2", 2, 2, 2, 10), 2), "canary"),
+    ];
+    let plan = super::plan(&observed(r, sets), at(2));
+    let template = |rs: &str| {
+        plan.replica_set_updates
+            .iter()
+            .find(|u| u.name == rs)
+            .and_then(|u| u.template_labels.clone())
+    };
+    assert_eq!(
+        template(&replica_set_name("web", &v2)),
+        Some(BTreeMap::from([("role".into(), Some("stable".into()))]))
+    );
+    assert_eq!(
+        template(&replica_set_name("web", &v1)),
+        Some(BTreeMap::from([("role".into(), None)]))
+    );
+    let relabelled: Vec<_> = plan
+        .pod_metadata
+        .iter()
+        .map(|s| (s.replica_set.clone(), s.wanted.clone()))
+        .collect();
+    assert!(
+        relabelled.contains(&(replica_set_name("web", &v2), Some(role("stable")))),
+        "{relabelled:?}"
+    );
+}
