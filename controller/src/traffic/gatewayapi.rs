@@ -211,6 +211,8 @@ impl GatewayApiRouter {
             })?;
             backends.push(ExperimentBackend {
                 service: name.to_string(),
+                namespace: (self.namespace != self.rollout_namespace)
+                    .then(|| self.rollout_namespace.clone()),
                 port,
                 weight: destination.weight,
             });
@@ -367,6 +369,9 @@ fn split_rules<'r>(
 #[derive(Clone, Debug, PartialEq)]
 pub struct ExperimentBackend {
     pub service: String,
+    /// The Rollout's namespace, when the route is in another one (the route's namespace
+    /// then needs a ReferenceGrant, as for the stable and canary backendRefs).
+    pub namespace: Option<String>,
     pub port: i32,
     pub weight: i32,
 }
@@ -475,12 +480,16 @@ fn set_experiment_backends(
                 }
             }
             None => {
-                refs.push(json!({
+                let mut backend = json!({
                     "kind": "Service",
                     "name": experiment.service,
                     "port": experiment.port,
                     "weight": experiment.weight,
-                }));
+                });
+                if let Some(namespace) = &experiment.namespace {
+                    backend["namespace"] = json!(namespace);
+                }
+                refs.push(backend);
                 changed = true;
             }
         }
@@ -768,9 +777,24 @@ mod tests {
     fn experiment(service: &str, weight: i32) -> ExperimentBackend {
         ExperimentBackend {
             service: service.into(),
+            namespace: None,
             port: 8080,
             weight,
         }
+    }
+
+    #[test]
+    fn an_experiment_backend_names_the_rollouts_namespace_when_the_route_is_elsewhere() {
+        let mut rules = route_rules();
+        let experiments = [ExperimentBackend {
+            namespace: Some("shop".into()),
+            ..experiment("exp-a", 10)
+        }];
+        weigh(&mut rules, 10, 80, &experiments).unwrap();
+        assert_eq!(
+            rules[0]["backendRefs"][3],
+            json!({"kind": "Service", "name": "exp-a", "namespace": "shop", "port": 8080, "weight": 10})
+        );
     }
 
     #[test]
