@@ -179,6 +179,16 @@ impl RolloutBuilder {
         });
         self
     }
+    /// Paused by a pause step since second `second`.
+    fn paused_at_step_since(self, second: i64) -> Self {
+        self.with_status(|s| {
+            s.controller_pause = Some(true);
+            s.pause_conditions = Some(vec![PauseCondition {
+                reason: CANARY_PAUSE_STEP.into(),
+                start_time: Time(at(second)),
+            }]);
+        })
+    }
     fn with_status(mut self, edit: impl FnOnce(&mut RolloutStatus)) -> Self {
         edit(self.0.status.get_or_insert_with(Default::default));
         self
@@ -531,13 +541,7 @@ fn timed_pauses_requeue_exactly_when_they_end() {
         .revision("2")
         .image("web:2")
         .status(&old, &new, Some(1))
-        .with_status(|s| {
-            s.controller_pause = Some(true);
-            s.pause_conditions = Some(vec![PauseCondition {
-                reason: CANARY_PAUSE_STEP.into(),
-                start_time: Time(at(0)),
-            }]);
-        })
+        .paused_at_step_since(0)
         .build();
     let sets = vec![
         sized_for(replica_set("web:1", 1, 1, 1, 0), 2),
@@ -838,13 +842,7 @@ fn scaling_while_paused_resizes_the_stable_first() {
         .revision("2")
         .image("web:2")
         .status(&old, &new, Some(1))
-        .with_status(|s| {
-            s.controller_pause = Some(true);
-            s.pause_conditions = Some(vec![PauseCondition {
-                reason: CANARY_PAUSE_STEP.into(),
-                start_time: Time(at(0)),
-            }]);
-        })
+        .paused_at_step_since(0)
         .build();
     // Sized for 1 replica: the Rollout was just scaled to 8.
     let sets = vec![
@@ -1085,13 +1083,7 @@ fn canary_and_stable_metadata_follow_the_roles() {
         .revision("2")
         .image("web:2")
         .status(&v1, &v2, Some(1))
-        .with_status(|s| {
-            s.controller_pause = Some(true);
-            s.pause_conditions = Some(vec![PauseCondition {
-                reason: CANARY_PAUSE_STEP.into(),
-                start_time: Time(at(0)),
-            }]);
-        })
+        .paused_at_step_since(0)
         .build();
     let sets = vec![
         with_role(sized_for(replica_set("web:1", 1, 1, 1, 0), 2), "stable"),
