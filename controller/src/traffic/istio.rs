@@ -18,8 +18,8 @@
 //! named route, `{host: <template Service>, weight}`, taken from stable, in both split modes
 //! (as Argo's reconciler does); with a DestinationRule each also gets a subset named after
 //! its Service, labelled with its pod-template hash. The destinations and subsets Ramp added
-//! are listed in the object's [`objects::EXPERIMENT_SERVICES_ANNOTATION`], so that only those are
-//! removed once the experiment ends or the rollout aborts.
+//! are listed in the object's [`objects::EXPERIMENT_SERVICES_ANNOTATION`], so that only
+//! those are removed once the experiment ends or the rollout aborts.
 
 use futures::future::BoxFuture;
 use kube::api::ApiResource;

@@ -555,15 +555,16 @@ async fn one_run(
     );
     let (rss_after_update_mb, _) = rss_and_cpu(controller.pid()?)?;
     controller.stop().await?;
-    super::cluster::drop_namespace(client, &namespace).await?;
-    // The baseline must not share the cluster with the deletion of the N Rollouts' objects.
-    until_namespace_gone(client, &namespace, limit).await?;
-
+    // Ramp's figures are printed before anything that may still fail (the namespace's
+    // deletion, the baseline), so a run cut short keeps them.
     eprintln!(
         "rss {rss:.0} MiB, cpu {cpu_cores:.3} cores, resync {:.2}s ({resync_writes} writes), update to step 1 {update_to_step1_s:.1}s",
         resync.as_secs_f64(),
         rss = rss.median(),
     );
+    super::cluster::drop_namespace(client, &namespace).await?;
+    // The baseline must not share the cluster with the deletion of the N Rollouts' objects.
+    until_namespace_gone(client, &namespace, limit).await?;
 
     // 5. Baseline: the same pods through Kubernetes' Deployment controller, Ramp stopped.
     let (deployments_initial_per_s, deployments_update_per_s) =

@@ -40,7 +40,7 @@ pub fn is_terminal() -> bool {
     std::io::stdout().is_terminal()
 }
 
-/// Colour only on a terminal, never with `--no-color` or `NO_COLOR` set (https://no-color.org).
+/// Colour only on a terminal, never with `--no-color` or `NO_COLOR` set (<https://no-color.org>).
 pub fn style(no_color: bool) -> Style {
     let disabled = no_color || std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     Style {
