@@ -17,13 +17,14 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use ramp_controller::api::{AnalysisRun, AnalysisTemplate, Rollout, RolloutPhase};
 use ramp_e2e::cluster::{TestEnv, for_test};
 use ramp_e2e::fixtures::rollouts::{
-    InProcessController, abort, healthy, install_rollout_crds, phase, promote, replica_sets, retry,
-    selected_hash, service, size_of, undo, wait_for, wait_rollout,
+    InProcessController, PodMetadata, abort, healthy, install_rollout_crds, phase,
+    pods_of_revision, promote, replica_sets, retry, selected_hash, service, size_of, undo,
+    wait_for, wait_rollout,
 };
 use serde_json::{Value, json};
 
@@ -749,28 +750,8 @@ async fn abort_while_paused_then_undo_within_the_scale_down_delay() -> TestResul
 
 /// The pods of the ReplicaSet of `hash` (not being deleted), by name, with their labels and
 /// annotations.
-async fn pods_of(
-    s: &Scenario,
-    hash: &str,
-) -> Option<BTreeMap<String, (BTreeMap<String, String>, BTreeMap<String, String>)>> {
-    let pods: Api<Pod> = Api::namespaced(s.client(), s.ns());
-    let selector = format!("rollouts-pod-template-hash={hash}");
-    let list = pods
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .ok()?;
-    Some(
-        list.items
-            .into_iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .map(|p| {
-                let name = p.name_any();
-                let labels = p.metadata.labels.unwrap_or_default();
-                let annotations = p.metadata.annotations.unwrap_or_default();
-                (name, (labels, annotations))
-            })
-            .collect(),
-    )
+async fn pods_of(s: &Scenario, hash: &str) -> Option<BTreeMap<String, PodMetadata>> {
+    pods_of_revision(&s.client(), s.ns(), hash).await
 }
 
 /// Waits until the ReplicaSet of `hash` has `count` pods and every one passes `check`.

@@ -740,17 +740,10 @@ async fn metrics_carry_argo_names() -> TestResult {
 
 /// The `role` label of each running pod of the revision `hash`, by pod name.
 async fn roles_of(s: &Scenario, hash: &str) -> Option<BTreeMap<String, Option<String>>> {
-    let pods: Api<Pod> = Api::namespaced(s.client(), s.ns());
-    let selector = format!("{POD_TEMPLATE_HASH_LABEL}={hash}");
-    let list = pods
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .ok()?;
+    let pods = ramp_e2e::fixtures::rollouts::pods_of_revision(&s.client(), s.ns(), hash).await?;
     Some(
-        list.items
-            .into_iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .map(|p| (p.name_any(), p.labels().get("role").cloned()))
+        pods.into_iter()
+            .map(|(name, (labels, _))| (name, labels.get("role").cloned()))
             .collect(),
     )
 }
