@@ -583,11 +583,20 @@ async fn current_revision(
         .map_err(|e| format!("reading repository credentials in namespace {namespace}: {e}"))?;
     let credentials = credentials_for(&valid.repo_url, &listed.items);
     tracing::debug!(app = %key.1, with_credentials = credentials.is_some(), "credentials looked up");
-    let revision = ctx
+    let revision = match ctx
         .repos
         .fetch(&valid.repo_url, &valid.target_revision, credentials)
         .await
-        .map_err(|e| e.to_string())?;
+    {
+        Ok(revision) => revision,
+        Err(error) => {
+            // Still due: the next pass fetches again rather than taking the last fetched
+            // revision, so the failure is reported (and retried) until a fetch succeeds,
+            // even when writing this pass's status fails.
+            ctx.with_memory(key, |m| m.refresh = true);
+            return Err(error.to_string());
+        }
+    };
     ctx.with_memory(key, |m| {
         m.fetched = Some(Fetched {
             url: valid.repo_url.clone(),
