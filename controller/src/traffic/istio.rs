@@ -663,6 +663,25 @@ fn istio_string_match(value: &StringMatch) -> Option<Value> {
     }
 }
 
+/// The HTTP routes of `spec` and the index of the first configured one; `missing` is the
+/// error when none is configured.
+fn first_http_route(
+    spec: &Map<String, Value>,
+    config: &IstioVirtualService,
+    managed_routes: &[String],
+    missing: &str,
+) -> Result<(Vec<Value>, usize), String> {
+    let http = spec
+        .get("http")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let index = *http_routes(config, &http, managed_routes)?
+        .first()
+        .ok_or(missing)?;
+    Ok((http, index))
+}
+
 /// The destination of `role` in the first configured HTTP route, without its weight.
 fn destination_of(
     spec: &Map<String, Value>,
@@ -671,14 +690,12 @@ fn destination_of(
     role: Role,
     managed_routes: &[String],
 ) -> Result<Value, String> {
-    let http = spec
-        .get("http")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let index = *http_routes(config, &http, managed_routes)?
-        .first()
-        .ok_or("no HTTP route is configured for header or mirror routes")?;
+    let (http, index) = first_http_route(
+        spec,
+        config,
+        managed_routes,
+        "no HTTP route is configured for header or mirror routes",
+    )?;
     http[index]
         .get("route")
         .and_then(Value::as_array)
@@ -695,14 +712,12 @@ fn weighted_destinations(
     config: &IstioVirtualService,
     managed_routes: &[String],
 ) -> Result<Value, String> {
-    let http = spec
-        .get("http")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let index = *http_routes(config, &http, managed_routes)?
-        .first()
-        .ok_or("no HTTP route is configured for mirror routes")?;
+    let (http, index) = first_http_route(
+        spec,
+        config,
+        managed_routes,
+        "no HTTP route is configured for mirror routes",
+    )?;
     http[index]
         .get("route")
         .cloned()
