@@ -434,6 +434,49 @@ struct RunFigures {
     deployments_update_per_s: f64,
 }
 
+impl RunFigures {
+    /// Resync after a restart / one list of the N Rollouts.
+    fn resync_per_list(&self) -> f64 {
+        self.resync_s * 1000.0 / self.list_ms
+    }
+
+    /// Initial reconcile to Healthy / the Deployments baseline doing the same (time ratio).
+    fn initial_per_deployments(&self, n: usize) -> f64 {
+        self.deployments_initial_per_s * self.initial_healthy_s / n as f64
+    }
+
+    /// Update to step 1 / the Deployments baseline's image update (time ratio).
+    fn update_per_deployments(&self, n: usize) -> f64 {
+        self.deployments_update_per_s * self.update_to_step1_s / n as f64
+    }
+
+    /// Every figure of the run on one line, the ratios with them.
+    fn summary(&self, n: usize) -> String {
+        format!(
+            "created {:.1}s, Healthy {:.1}s (Deployments {:.1}/s, ratio {:.2}); rss {:.0} MiB \
+             ({:.0} after the update), cpu {:.3} cores; resync {:.2}s with {} writes \
+             (list {:.0} ms, ratio {:.2}); patches {:.1}s, update to step 1 {:.1}s \
+             (Deployments {:.1}/s, ratio {:.2}), {:.2} writes/Rollout",
+            self.create_s,
+            self.initial_healthy_s,
+            self.deployments_initial_per_s,
+            self.initial_per_deployments(n),
+            self.rss_mb,
+            self.rss_after_update_mb,
+            self.cpu_cores,
+            self.resync_s,
+            self.resync_writes,
+            self.list_ms,
+            self.resync_per_list(),
+            self.patch_all_s,
+            self.update_to_step1_s,
+            self.deployments_update_per_s,
+            self.update_per_deployments(n),
+            self.update_writes_per_rollout,
+        )
+    }
+}
+
 async fn one_run(
     client: &Client,
     kubeconfig: &Path,
@@ -589,7 +632,8 @@ async fn one_run(
     })
 }
 
-/// `bench scale`.
+/// `bench scale`. Each run's figures are printed when it ends and the report is rewritten
+/// with the medians so far, so a bench stopped during a later run loses nothing.
 pub async fn run(args: Vec<String>) -> Result<Report, BenchError> {
     let flags: Flags = parse_flags("scale", args)?;
     let runs = flags.common.runs.max(1);
@@ -607,21 +651,18 @@ pub async fn run(args: Vec<String>) -> Result<Report, BenchError> {
     let mut figures = Vec::new();
     for run in 0..runs {
         let f = one_run(&client, cluster.kubeconfig_path(), &binary, &flags).await?;
-        eprintln!(
-            "run {}/{runs}: rss {:.0} MiB, cpu {:.3} cores, resync {:.2}s ({} writes), update to step 1 {:.1}s ({:.1} writes/Rollout)",
-            run + 1,
-            f.rss_mb,
-            f.cpu_cores,
-            f.resync_s,
-            f.resync_writes,
-            f.update_to_step1_s,
-            f.update_writes_per_rollout
-        );
+        eprintln!("run {}/{runs}: {}", run + 1, f.summary(flags.rollouts));
         figures.push(f);
+        scale_report(&flags, &figures).write(&output_dir(&flags.common))?;
     }
+    Ok(scale_report(&flags, &figures))
+}
+
+/// The medians of `figures`, one run each.
+fn scale_report(flags: &Flags, figures: &[RunFigures]) -> Report {
     let samples = |get: &dyn Fn(&RunFigures) -> f64| {
         let mut s = Samples::new();
-        for f in &figures {
+        for f in figures {
             s.push(get(f));
         }
         s
@@ -631,7 +672,7 @@ pub async fn run(args: Vec<String>) -> Result<Report, BenchError> {
     report.add("rollouts", flags.rollouts as f64, "Rollouts in the cluster");
     report.add(
         "runs",
-        runs as f64,
+        figures.len() as f64,
         "measurement runs (figures are medians)",
     );
     report.add_median(
@@ -676,7 +717,7 @@ pub async fn run(args: Vec<String>) -> Result<Report, BenchError> {
     );
     report.add_median(
         "resync_per_list",
-        &samples(&|f| f.resync_s * 1000.0 / f.list_ms),
+        &samples(&|f| f.resync_per_list()),
         "resync time / one list of the N Rollouts",
     );
     report.add_median(
@@ -696,7 +737,7 @@ pub async fn run(args: Vec<String>) -> Result<Report, BenchError> {
     );
     report.add_median(
         "initial_per_deployments",
-        &samples(&|f| f.deployments_initial_per_s * f.initial_healthy_s / flags.rollouts as f64),
+        &samples(&|f| f.initial_per_deployments(flags.rollouts)),
         "initial reconcile to Healthy / the Deployments baseline (time ratio)",
     );
     report.add_median(
@@ -706,7 +747,7 @@ pub async fn run(args: Vec<String>) -> Result<Report, BenchError> {
     );
     report.add_median(
         "update_per_deployments",
-        &samples(&|f| f.deployments_update_per_s * f.update_to_step1_s / flags.rollouts as f64),
+        &samples(&|f| f.update_per_deployments(flags.rollouts)),
         "update to step 1 / the Deployments baseline (time ratio)",
     );
     report.add_median(
@@ -719,13 +760,59 @@ pub async fn run(args: Vec<String>) -> Result<Report, BenchError> {
         &samples(&|f| f.rss_after_update_mb),
         "controller RSS after the update, MiB",
     );
-    report.write(&output_dir(&flags.common))?;
-    Ok(report)
+    report
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn figures(initial_healthy_s: f64, deployments_initial_per_s: f64) -> RunFigures {
+        RunFigures {
+            create_s: 10.0,
+            initial_healthy_s,
+            rss_mb: 100.0,
+            cpu_cores: 0.0,
+            resync_s: 2.0,
+            resync_writes: 0.0,
+            list_ms: 1000.0,
+            patch_all_s: 5.0,
+            update_to_step1_s: 50.0,
+            update_writes_per_rollout: 8.0,
+            rss_after_update_mb: 120.0,
+            deployments_initial_per_s,
+            deployments_update_per_s: 40.0,
+        }
+    }
+
+    #[test]
+    fn the_report_gives_each_runs_ratio_to_its_own_baseline_and_the_median_of_those() {
+        let flags: Flags = parse_flags("scale", vec!["--rollouts".into(), "1000".into()]).unwrap();
+        // Ratios 0.5, 2.0 and 1.2: each run against its own baseline, not medians against medians.
+        let runs = [
+            figures(50.0, 10.0),
+            figures(100.0, 20.0),
+            figures(40.0, 30.0),
+        ];
+        assert_eq!(runs[1].initial_per_deployments(1000), 2.0);
+        assert_eq!(runs[0].update_per_deployments(1000), 2.0);
+        assert_eq!(runs[0].resync_per_list(), 2.0);
+
+        let json = scale_report(&flags, &runs[..2]).to_json();
+        assert_eq!(json["runs"], 2.0);
+        assert_eq!(json["initial_healthy_s"], 75.0);
+        assert_eq!(json["initial_per_deployments"], 1.25);
+        let json = scale_report(&flags, &runs).to_json();
+        assert_eq!(json["runs"], 3.0);
+        assert_eq!(json["initial_healthy_s"], 50.0);
+        assert_eq!(json["initial_per_deployments"], 1.2);
+        let line = runs[2].summary(1000);
+        assert!(
+            line.contains("Healthy 40.0s (Deployments 30.0/s, ratio 1.20)"),
+            "{line}"
+        );
+        assert!(line.contains("list 1000 ms, ratio 2.00"), "{line}");
+    }
 
     #[test]
     fn writes_are_summed_by_kind_and_verb_and_reads_are_left_out() {
