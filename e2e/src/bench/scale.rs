@@ -649,13 +649,20 @@ pub async fn run(args: Vec<String>) -> Result<Report, BenchError> {
         .map_err(BenchError::Failed)?;
 
     let mut figures = Vec::new();
-    for run in 0..runs {
+    loop {
         let f = one_run(&client, cluster.kubeconfig_path(), &binary, &flags).await?;
-        eprintln!("run {}/{runs}: {}", run + 1, f.summary(flags.rollouts));
         figures.push(f);
-        scale_report(&flags, &figures).write(&output_dir(&flags.common))?;
+        let done = figures.len();
+        eprintln!(
+            "run {done}/{runs}: {}",
+            figures[done - 1].summary(flags.rollouts)
+        );
+        let report = scale_report(&flags, &figures);
+        report.write(&output_dir(&flags.common))?;
+        if done == runs {
+            return Ok(report);
+        }
     }
-    Ok(scale_report(&flags, &figures))
 }
 
 /// The medians of `figures`, one run each.
