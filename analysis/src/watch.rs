@@ -11,8 +11,10 @@
 //!
 //! ```text
 //!   watcher ──▶ paced ──▶ reflect / index / triggers
-//!                 410 Gone            → poll again now (a relist), at most every 250 ms
-//!                 other errors        → exponential backoff, 0.8 s … 30 s, jittered
+//!                 410 Gone            → poll again now (a relist), at most every 250 ms;
+//!                                       a warning if it cut a list short
+//!                 other errors        → exponential backoff, 0.8 s … 30 s, jittered; a warning
+//!                                       naming the kind (a list that keeps failing is no secret)
 //!                 objects, InitDone   → backoff reset
 //! ```
 
@@ -36,6 +38,21 @@ pub fn is_gone(error: &watcher::Error) -> bool {
         watcher::Error::InitialListFailed(kube::Error::Api(status)) => status.code == 410,
         _ => false,
     }
+}
+
+/// Whether `error` is part of a healthy watch's life: the watch's version expired (410) and
+/// the watcher relists. Any other error (a list that fails or outlives etcd's compaction, a
+/// watch refused) leaves the controller blind to that kind until it clears, so it is logged
+/// as a warning, never silently retried.
+pub fn is_routine(error: &watcher::Error) -> bool {
+    matches!(error, watcher::Error::WatchError(status) if status.code == 410)
+}
+
+/// `Rollout` for `ramp_analysis::api::Rollout`: the name a log line gives a watch.
+fn kind_name<K>() -> &'static str {
+    let full = std::any::type_name::<K>();
+    let outer = full.split('<').next().unwrap_or(full);
+    outer.rsplit("::").next().unwrap_or(outer)
 }
 
 /// The pacing state of one watch.
@@ -100,12 +117,15 @@ where
         }
         let item = events.next().await?;
         let pause = pacing.pause_after(&item, Instant::now());
-        match &item {
-            Err(error) if is_gone(error) => {
-                tracing::debug!(%error, ?pause, "watch expired; relisting");
+        if let Err(error) = &item {
+            let kind = kind_name::<K>();
+            if is_routine(error) {
+                tracing::debug!(kind, %error, ?pause, "watch expired; relisting");
+            } else if is_gone(error) {
+                tracing::warn!(kind, %error, ?pause, "the list expired before it was read to its end (it is slower than etcd's compaction); listing again");
+            } else {
+                tracing::warn!(kind, %error, ?pause, "watch failed; nothing of this kind is seen until it succeeds; retrying");
             }
-            Err(error) => tracing::debug!(%error, ?pause, "watch failed; backing off"),
-            Ok(_) => {}
         }
         Some((item, (events, pacing, pause)))
     })
@@ -228,6 +248,27 @@ mod tests {
         // kube's watcher retries a watch request answered 410 with the same version.
         let start = watcher::Error::WatchStartFailed(kube::Error::Api(status(410)));
         assert!(!is_gone(&start));
+    }
+
+    #[test]
+    fn only_an_expired_watch_is_routine() {
+        assert!(is_routine(&gone().unwrap_err()));
+        // A list that outlived compaction, a forbidden or failing list, a refused watch:
+        // each leaves the controller blind, so each is worth a warning.
+        assert!(!is_routine(&list_failed(410).unwrap_err()));
+        assert!(!is_routine(&list_failed(403).unwrap_err()));
+        assert!(!is_routine(&list_failed(500).unwrap_err()));
+        let start = watcher::Error::WatchStartFailed(kube::Error::Api(status(410)));
+        assert!(!is_routine(&start));
+    }
+
+    #[test]
+    fn a_watch_is_named_by_its_kind() {
+        assert_eq!(kind_name::<ConfigMap>(), "ConfigMap");
+        assert_eq!(
+            kind_name::<kube::core::PartialObjectMeta<ConfigMap>>(),
+            "PartialObjectMeta"
+        );
     }
 
     #[test]
