@@ -10,12 +10,19 @@
 //! 4. Update: all N images are changed at once; the time until every Rollout has reached
 //!    step 1 (canary scaled and available, paused), and the API writes per Rollout.
 //!
-//! 5. Baseline: with the controller stopped, N one-pod Deployments go through the same work
-//!    (created to available, then all images updated at once) by Kubernetes' own Deployment
-//!    controller: the cluster's raw cost of the pods and ReplicaSets an update needs.
+//! 5. Baseline: on a second fresh cluster where Ramp never ran, N one-pod Deployments go
+//!    through the same work (created to available, then all images updated at once) by
+//!    Kubernetes' own Deployment controller: the cluster's raw cost of the pods and
+//!    ReplicaSets an update needs.
 //!
-//! The other baselines come from the same cluster in the same run: the time the API server
-//! takes to accept the N image patches themselves, and to list the N Rollouts.
+//! The other baselines come from Ramp's cluster in the same run: the time the API server takes
+//! to accept the N image patches themselves, and to list the N Rollouts.
+//!
+//! Every run starts both its clusters afresh, so runs are independent samples: none inherits
+//! the etcd history, Events or caches of the runs before it (on one shared cluster, each run
+//! was slower than the last). The controller's log of each run and phase is kept under
+//! `logs/` next to the report, and a wait that gives up reports the namespace's state (Rollouts
+//! by phase, ReplicaSets, ready pods) and the controller's (running or not, its last lines).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,8 +30,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use ramp_controller::api::Rollout;
@@ -33,7 +40,7 @@ use tokio::process::{Child, Command};
 
 use super::cluster::{fresh_namespace, timed_start};
 use super::{BenchError, CommonFlags, Report, Samples, output_dir, parse_flags};
-use crate::cluster::ClusterOptions;
+use crate::cluster::{ClusterOptions, TestCluster};
 use crate::fixtures::http::HttpClient;
 use crate::fixtures::rollouts::{canary_rollout, healthy, install_rollout_crds};
 
@@ -93,10 +100,12 @@ fn free_port() -> Result<u16, BenchError> {
         .map_err(io("reading a loopback port", Path::new("127.0.0.1")))
 }
 
-/// `ramp-controller run` in its own process, with its `/metrics` address.
+/// `ramp-controller run` in its own process, with its `/metrics` address and its log (its
+/// warnings and errors, appended to a file kept with the bench's report).
 pub(super) struct ControllerProcess {
     child: Child,
     metrics: String,
+    log: PathBuf,
 }
 
 impl ControllerProcess {
@@ -104,7 +113,16 @@ impl ControllerProcess {
         binary: &Path,
         kubeconfig: &Path,
         namespace: &str,
+        log: &Path,
     ) -> Result<Self, BenchError> {
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir).map_err(io("creating the log directory", dir))?;
+        }
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(io("opening the controller log", log))?;
         let (metrics_port, health_port) = (free_port()?, free_port()?);
         let child = Command::new(binary)
             .args([
@@ -119,14 +137,38 @@ impl ControllerProcess {
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::from(log_file))
             .kill_on_drop(true)
             .spawn()
             .map_err(io("starting ramp-controller", binary))?;
         Ok(ControllerProcess {
             child,
             metrics: format!("http://127.0.0.1:{metrics_port}/metrics"),
+            log: log.to_path_buf(),
         })
+    }
+
+    /// Whether it still runs, and the last lines of its log: what a bench that waited in
+    /// vain reports.
+    pub(super) fn state(&mut self) -> String {
+        let running = match self.child.try_wait() {
+            Ok(None) => "running".to_string(),
+            Ok(Some(status)) => format!("exited ({status})"),
+            Err(error) => format!("unknown ({error})"),
+        };
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(10)..].join("\n  ");
+        format!(
+            "ramp-controller {running}; {} log lines in {}{}",
+            lines.len(),
+            self.log.display(),
+            if tail.is_empty() {
+                String::new()
+            } else {
+                format!(", the last:\n  {tail}")
+            }
+        )
     }
 
     pub(super) fn pid(&self) -> Result<u32, BenchError> {
@@ -285,6 +327,68 @@ async fn until_all(
     }
 }
 
+/// What the namespace holds: Rollouts by phase, ReplicaSets, pods and how many are ready. With
+/// the controller's state, it tells a stalled controller from a slow cluster.
+async fn namespace_state(client: &Client, namespace: &str) -> String {
+    let mut phases = BTreeMap::<&str, usize>::new();
+    let rollouts = Api::<Rollout>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await;
+    let Ok(rollouts) = rollouts else {
+        return format!("namespace {namespace}: the Rollouts could not be listed");
+    };
+    for rollout in &rollouts.items {
+        let phase = rollout
+            .status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .map_or("no status", |p| p.as_str());
+        *phases.entry(phase).or_default() += 1;
+    }
+    let phases: Vec<String> = phases.iter().map(|(p, n)| format!("{n} {p}")).collect();
+    let replica_sets = Api::<ReplicaSet>::namespaced(client.clone(), namespace)
+        .list_metadata(&ListParams::default())
+        .await
+        .map_or("?".to_string(), |l| l.items.len().to_string());
+    let pods = Api::<Pod>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await;
+    let pods = pods.map_or("? pods".to_string(), |l| {
+        let ready = l.items.iter().filter(|p| pod_ready(p)).count();
+        format!("{} pods ({ready} ready)", l.items.len())
+    });
+    format!(
+        "namespace {namespace}: Rollouts {}; {replica_sets} ReplicaSets; {pods}",
+        phases.join(", ")
+    )
+}
+
+fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// [`until_all`], and when it gives up, the namespace's and the controller's state.
+async fn until_all_or_explain(
+    client: &Client,
+    namespace: &str,
+    controller: &mut ControllerProcess,
+    (n, what, limit): (usize, &str, Duration),
+    check: impl Fn(&Rollout) -> bool,
+) -> Result<Duration, BenchError> {
+    let api: Api<Rollout> = Api::namespaced(client.clone(), namespace);
+    match until_all(&api, n, what, limit, check).await {
+        Ok(took) => Ok(took),
+        Err(error) => Err(BenchError::Failed(format!(
+            "{error}\n{}\n{}",
+            namespace_state(client, namespace).await,
+            controller.state()
+        ))),
+    }
+}
+
 /// Kubernetes' own Deployment controller taking `n` one-pod Deployments through the same
 /// work in the same cluster: created to available, then all images updated at once until
 /// every new pod is available. The baseline of the Rollout figures: the pods, ReplicaSets
@@ -352,36 +456,7 @@ async fn deployments_baseline(
         .try_collect::<Vec<_>>()
         .await?;
     let update_rate = until_all_deployments(&api, n, limit, rolled_out).await?;
-    super::cluster::drop_namespace(client, &namespace).await?;
     Ok((initial_rate, update_rate))
-}
-
-/// Polls until the namespace and everything in it are deleted.
-async fn until_namespace_gone(
-    client: &Client,
-    name: &str,
-    limit: Duration,
-) -> Result<(), BenchError> {
-    let api: Api<Namespace> = Api::all(client.clone());
-    let began = Instant::now();
-    while api
-        .get_opt(name)
-        .await
-        .map_err(failed(format!("reading namespace {name}")))?
-        .is_some()
-    {
-        if began.elapsed() > limit {
-            return Err(BenchError::Failed(format!(
-                "namespace {name} still being deleted after {limit:?}"
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    eprintln!(
-        "namespace {name} deleted in {:.1}s",
-        began.elapsed().as_secs_f64()
-    );
-    Ok(())
 }
 
 /// Polls until `check` holds for all `n` Deployments or `limit` passed; returns how many
@@ -477,14 +552,37 @@ impl RunFigures {
     }
 }
 
+/// A test cluster of its own for one phase of one run, so no run or baseline inherits another's
+/// etcd history, events or API server caches.
+async fn fresh_cluster() -> Result<TestCluster, BenchError> {
+    let (cluster, _) = timed_start(ClusterOptions {
+        pod_ready_after: Duration::from_millis(100),
+        ..ClusterOptions::default()
+    })
+    .await?;
+    Ok(cluster)
+}
+
+/// Run `run` (from 1): Ramp's phases on a fresh cluster, then the baseline on another.
+/// The controller's logs go to `logs/controller-run{run}-{phase}.log` under `out`.
 async fn one_run(
-    client: &Client,
-    kubeconfig: &Path,
     binary: &Path,
     flags: &Flags,
+    out: &Path,
+    run: usize,
 ) -> Result<RunFigures, BenchError> {
     let n = flags.rollouts;
     let limit = Duration::from_secs(120 + (n as u64) / 10);
+    let log = |phase: &str| {
+        out.join("logs")
+            .join(format!("controller-run{run}-{phase}.log"))
+    };
+    let cluster = fresh_cluster().await?;
+    let client = &cluster.client();
+    let kubeconfig = cluster.kubeconfig_path();
+    install_rollout_crds(client)
+        .await
+        .map_err(BenchError::Failed)?;
     let namespace = fresh_namespace(client, "bench-scale").await?;
     let api: Api<Rollout> = Api::namespaced(client.clone(), &namespace);
 
@@ -505,10 +603,16 @@ async fn one_run(
         .try_collect::<Vec<_>>()
         .await?;
     let create_s = began.elapsed().as_secs_f64();
-    let controller = ControllerProcess::start(binary, kubeconfig, &namespace)?;
-    let initial_healthy_s = until_all(&api, n, "initial reconcile to Healthy", limit, healthy)
-        .await?
-        .as_secs_f64();
+    let mut controller = ControllerProcess::start(binary, kubeconfig, &namespace, &log("initial"))?;
+    let initial_healthy_s = until_all_or_explain(
+        client,
+        &namespace,
+        &mut controller,
+        (n, "initial reconcile to Healthy", limit),
+        healthy,
+    )
+    .await?
+    .as_secs_f64();
     eprintln!("{n} Rollouts created in {create_s:.1}s, Healthy after {initial_healthy_s:.1}s");
 
     // 2. Steady state.
@@ -526,7 +630,7 @@ async fn one_run(
     // 3. Resync after a restart.
     controller.stop().await?;
     let began = Instant::now();
-    let controller = ControllerProcess::start(binary, kubeconfig, &namespace)?;
+    let mut controller = ControllerProcess::start(binary, kubeconfig, &namespace, &log("restart"))?;
     let resync = loop {
         if let Some(metrics) = controller.scrape().await
             && reconciles(&metrics) >= n as f64
@@ -535,7 +639,8 @@ async fn one_run(
         }
         if began.elapsed() > limit {
             return Err(BenchError::Failed(format!(
-                "the restarted controller had not reconciled {n} Rollouts after {limit:?}"
+                "the restarted controller had not reconciled {n} Rollouts after {limit:?}\n{}",
+                controller.state()
             )));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -569,16 +674,22 @@ async fn one_run(
         .try_collect::<Vec<_>>()
         .await?;
     let patch_all_s = began.elapsed().as_secs_f64();
-    let update_to_step1 = until_all(&api, n, "image update to step 1", limit, |r| {
-        let Some(status) = r.status.as_ref() else {
-            return false;
-        };
-        let generation = r.metadata.generation.unwrap_or(0).to_string();
-        status.observed_generation.as_deref() == Some(generation.as_str())
-            && status.current_step_index == Some(1)
-            && status.current_pod_hash.is_some()
-            && status.current_pod_hash != status.stable_rs
-    })
+    let update_to_step1 = until_all_or_explain(
+        client,
+        &namespace,
+        &mut controller,
+        (n, "image update to step 1", limit),
+        |r| {
+            let Some(status) = r.status.as_ref() else {
+                return false;
+            };
+            let generation = r.metadata.generation.unwrap_or(0).to_string();
+            status.observed_generation.as_deref() == Some(generation.as_str())
+                && status.current_step_index == Some(1)
+                && status.current_pod_hash.is_some()
+                && status.current_pod_hash != status.stable_rs
+        },
+    )
     .await?;
     let update_to_step1_s = update_to_step1.as_secs_f64();
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -598,20 +709,21 @@ async fn one_run(
     );
     let (rss_after_update_mb, _) = rss_and_cpu(controller.pid()?)?;
     controller.stop().await?;
-    // Ramp's figures are printed before anything that may still fail (the namespace's
-    // deletion, the baseline), so a run cut short keeps them.
+    // Ramp's figures are printed before the baseline, which may still fail, so a run cut
+    // short keeps them.
     eprintln!(
-        "rss {rss:.0} MiB, cpu {cpu_cores:.3} cores, resync {:.2}s ({resync_writes} writes), update to step 1 {update_to_step1_s:.1}s",
+        "rss {rss:.0} MiB, cpu {cpu_cores:.3} cores, resync {:.2}s ({resync_writes} writes, list {list_ms:.0} ms), update to step 1 {update_to_step1_s:.1}s",
         resync.as_secs_f64(),
         rss = rss.median(),
     );
-    super::cluster::drop_namespace(client, &namespace).await?;
-    // The baseline must not share the cluster with the deletion of the N Rollouts' objects.
-    until_namespace_gone(client, &namespace, limit).await?;
+    drop(cluster);
 
-    // 5. Baseline: the same pods through Kubernetes' Deployment controller, Ramp stopped.
+    // 5. Baseline: the same pods through Kubernetes' Deployment controller, on a cluster of
+    //    its own where Ramp never ran.
+    let cluster = fresh_cluster().await?;
     let (deployments_initial_per_s, deployments_update_per_s) =
-        deployments_baseline(client, n, flags.concurrency, limit).await?;
+        deployments_baseline(&cluster.client(), n, flags.concurrency, limit).await?;
+    drop(cluster);
     eprintln!(
         "baseline: Deployments available at {deployments_initial_per_s:.1}/s, updated at {deployments_update_per_s:.1}/s"
     );
@@ -638,19 +750,10 @@ pub async fn run(args: Vec<String>) -> Result<Report, BenchError> {
     let flags: Flags = parse_flags("scale", args)?;
     let runs = flags.common.runs.max(1);
     let binary = controller_binary()?;
-    let (cluster, _) = timed_start(ClusterOptions {
-        pod_ready_after: Duration::from_millis(100),
-        ..ClusterOptions::default()
-    })
-    .await?;
-    let client = cluster.client();
-    install_rollout_crds(&client)
-        .await
-        .map_err(BenchError::Failed)?;
-
+    let out = output_dir(&flags.common);
     let mut figures = Vec::new();
     loop {
-        let f = one_run(&client, cluster.kubeconfig_path(), &binary, &flags).await?;
+        let f = one_run(&binary, &flags, &out, figures.len() + 1).await?;
         figures.push(f);
         let done = figures.len();
         eprintln!(
@@ -658,7 +761,7 @@ pub async fn run(args: Vec<String>) -> Result<Report, BenchError> {
             figures[done - 1].summary(flags.rollouts)
         );
         let report = scale_report(&flags, &figures);
-        report.write(&output_dir(&flags.common))?;
+        report.write(&out)?;
         if done == runs {
             return Ok(report);
         }

@@ -230,7 +230,10 @@ async fn soak(
             source,
         })?;
     }
-    let controller = ControllerProcess::start(binary, kubeconfig, &namespace)?;
+    let log = output_dir(&flags.common)
+        .join("logs")
+        .join("controller-soak.log");
+    let controller = ControllerProcess::start(binary, kubeconfig, &namespace, &log)?;
     for name in &names {
         if !until(&api, name, Duration::from_secs(120), healthy).await {
             return Err(BenchError::Failed(format!(
