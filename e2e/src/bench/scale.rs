@@ -101,7 +101,7 @@ fn free_port() -> Result<u16, BenchError> {
 }
 
 /// `ramp-controller run` in its own process, with its `/metrics` address and its log (its
-/// warnings and errors, appended to a file kept with the bench's report).
+/// warnings and errors, in a file kept with the bench's report; a new start starts it over).
 pub(super) struct ControllerProcess {
     child: Child,
     metrics: String,
@@ -118,11 +118,8 @@ impl ControllerProcess {
         if let Some(dir) = log.parent() {
             std::fs::create_dir_all(dir).map_err(io("creating the log directory", dir))?;
         }
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .map_err(io("opening the controller log", log))?;
+        let log_file =
+            std::fs::File::create(log).map_err(io("creating the controller log", log))?;
         let (metrics_port, health_port) = (free_port()?, free_port()?);
         let child = Command::new(binary)
             .args([
@@ -390,7 +387,7 @@ async fn until_all_or_explain(
 }
 
 /// Kubernetes' own Deployment controller taking `n` one-pod Deployments through the same
-/// work in the same cluster: created to available, then all images updated at once until
+/// work, in a cluster of their own: created to available, then all images updated at once until
 /// every new pod is available. The baseline of the Rollout figures: the pods, ReplicaSets
 /// and their status churn without Ramp. Returns Deployments done per second for each phase
 /// (a phase cut off at `limit` counts those done by then).
