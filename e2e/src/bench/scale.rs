@@ -301,29 +301,6 @@ async fn count_rollouts(
     Ok(list.items.iter().filter(|r| check(r)).count())
 }
 
-/// Polls until `check` holds for all `n` Rollouts; returns the time it took.
-async fn until_all(
-    api: &Api<Rollout>,
-    n: usize,
-    what: &str,
-    limit: Duration,
-    check: impl Fn(&Rollout) -> bool,
-) -> Result<Duration, BenchError> {
-    let began = Instant::now();
-    loop {
-        let done = count_rollouts(api, &check).await?;
-        if done >= n {
-            return Ok(began.elapsed());
-        }
-        if began.elapsed() > limit {
-            return Err(BenchError::Failed(format!(
-                "{what}: only {done} of {n} Rollouts after {limit:?}"
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// What the namespace holds: Rollouts by phase, ReplicaSets, pods and how many are ready. With
 /// the controller's state, it tells a stalled controller from a slow cluster.
 async fn namespace_state(client: &Client, namespace: &str) -> String {
@@ -367,8 +344,9 @@ fn pod_ready(pod: &Pod) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// [`until_all`], and when it gives up, the namespace's and the controller's state.
-async fn until_all_or_explain(
+/// Polls until `check` holds for all `n` Rollouts in `namespace`; returns the time it took.
+/// Giving up after `limit`, it reports the namespace's and the controller's state.
+async fn until_all(
     client: &Client,
     namespace: &str,
     controller: &mut ControllerProcess,
@@ -376,13 +354,20 @@ async fn until_all_or_explain(
     check: impl Fn(&Rollout) -> bool,
 ) -> Result<Duration, BenchError> {
     let api: Api<Rollout> = Api::namespaced(client.clone(), namespace);
-    match until_all(&api, n, what, limit, check).await {
-        Ok(took) => Ok(took),
-        Err(error) => Err(BenchError::Failed(format!(
-            "{error}\n{}\n{}",
-            namespace_state(client, namespace).await,
-            controller.state()
-        ))),
+    let began = Instant::now();
+    loop {
+        let done = count_rollouts(&api, &check).await?;
+        if done >= n {
+            return Ok(began.elapsed());
+        }
+        if began.elapsed() > limit {
+            return Err(BenchError::Failed(format!(
+                "{what}: only {done} of {n} Rollouts after {limit:?}\n{}\n{}",
+                namespace_state(client, namespace).await,
+                controller.state()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -549,9 +534,9 @@ impl RunFigures {
     }
 }
 
-/// A test cluster of its own for one phase of one run, so no run or baseline inherits another's
-/// etcd history, events or API server caches.
-async fn fresh_cluster() -> Result<TestCluster, BenchError> {
+/// A fresh test cluster whose pods are ready 100 ms after they start. Each phase of a scale run
+/// has its own, so no run or baseline inherits another's etcd history, Events or caches.
+pub(super) async fn fresh_cluster() -> Result<TestCluster, BenchError> {
     let (cluster, _) = timed_start(ClusterOptions {
         pod_ready_after: Duration::from_millis(100),
         ..ClusterOptions::default()
@@ -601,7 +586,7 @@ async fn one_run(
         .await?;
     let create_s = began.elapsed().as_secs_f64();
     let mut controller = ControllerProcess::start(binary, kubeconfig, &namespace, &log("initial"))?;
-    let initial_healthy_s = until_all_or_explain(
+    let initial_healthy_s = until_all(
         client,
         &namespace,
         &mut controller,
@@ -671,7 +656,7 @@ async fn one_run(
         .try_collect::<Vec<_>>()
         .await?;
     let patch_all_s = began.elapsed().as_secs_f64();
-    let update_to_step1 = until_all_or_explain(
+    let update_to_step1 = until_all(
         client,
         &namespace,
         &mut controller,

@@ -24,10 +24,9 @@ use kube::{Api, Client};
 use ramp_controller::api::{Rollout, RolloutPhase};
 use serde_json::json;
 
-use super::cluster::{drop_namespace, fresh_namespace, timed_start};
-use super::scale::{ControllerProcess, controller_binary, rss_and_cpu, writes};
+use super::cluster::{drop_namespace, fresh_namespace};
+use super::scale::{ControllerProcess, controller_binary, fresh_cluster, rss_and_cpu, writes};
 use super::{BenchError, CommonFlags, Report, output_dir, parse_flags};
-use crate::cluster::ClusterOptions;
 use crate::fixtures::rollouts::{
     abort, canary_rollout, healthy, install_rollout_crds, phase, promote,
 };
@@ -194,11 +193,7 @@ pub async fn run(args: Vec<String>) -> Result<Report, BenchError> {
         ));
     }
     let binary = controller_binary()?;
-    let (cluster, _) = timed_start(ClusterOptions {
-        pod_ready_after: Duration::from_millis(100),
-        ..ClusterOptions::default()
-    })
-    .await?;
+    let cluster = fresh_cluster().await?;
     let client = cluster.client();
     install_rollout_crds(&client)
         .await
