@@ -21,6 +21,7 @@
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
+use kube::runtime::controller;
 use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, DefaultBackoff, Event};
 use tokio::time::Instant;
@@ -129,6 +130,33 @@ where
         }
         Some((item, (events, pacing, pause)))
     })
+}
+
+/// How loud an error from a kube `Controller`'s stream is. A failed reconcile is the error
+/// policy's to log, a queue error is a watch error [`paced`] has logged already, and an object
+/// deleted before its turn is routine: debug. A runner error means the controller's store was
+/// dropped before it was ready, so the controller reconciles nothing: a warning.
+pub fn controller_error_level<R, Q>(error: &controller::Error<R, Q>) -> tracing::Level {
+    match error {
+        controller::Error::RunnerError(_) => tracing::Level::WARN,
+        controller::Error::ObjectNotFound(_)
+        | controller::Error::ReconcilerFailed(..)
+        | controller::Error::QueueError(_) => tracing::Level::DEBUG,
+    }
+}
+
+/// Logs an error from the stream of the `Controller` named `controller` at
+/// [`controller_error_level`].
+pub fn log_controller_error<R, Q>(controller: &str, error: &controller::Error<R, Q>)
+where
+    R: std::error::Error + 'static,
+    Q: std::error::Error + 'static,
+{
+    if controller_error_level(error) == tracing::Level::WARN {
+        tracing::warn!(controller, %error, "controller stopped reconciling");
+    } else {
+        tracing::debug!(controller, %error, "controller event");
+    }
 }
 
 /// The backoff for a kube `Controller`'s trigger streams when each of them is [`paced`]
@@ -269,6 +297,19 @@ mod tests {
             kind_name::<kube::core::PartialObjectMeta<ConfigMap>>(),
             "PartialObjectMeta"
         );
+    }
+
+    #[test]
+    fn what_others_log_or_a_deletion_explains_is_a_debug_line() {
+        type Error = controller::Error<std::io::Error, watcher::Error>;
+        let gone = kube::runtime::reflector::ObjectRef::<ConfigMap>::new("demo").erase();
+        let levels = [
+            Error::ObjectNotFound(Box::new(gone.clone())),
+            Error::ReconcilerFailed(std::io::Error::other("conflict"), Box::new(gone)),
+            Error::QueueError(watcher::Error::WatchError(status(500))),
+        ]
+        .map(|error| controller_error_level(&error));
+        assert_eq!(levels, [tracing::Level::DEBUG; 3]);
     }
 
     #[test]

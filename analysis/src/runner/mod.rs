@@ -253,7 +253,7 @@ pub async fn run(
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(error) = result {
-                tracing::debug!(%error, "analysis run reconcile");
+                crate::watch::log_controller_error("AnalysisRun", &error);
             }
         })
         .await;

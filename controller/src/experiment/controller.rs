@@ -352,7 +352,7 @@ pub async fn run(
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
             if let Err(error) = result {
-                tracing::debug!(%error, "experiment controller event");
+                ramp_analysis::watch::log_controller_error("Experiment", &error);
             }
         })
         .await;

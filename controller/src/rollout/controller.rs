@@ -464,7 +464,7 @@ pub async fn run(
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
             if let Err(error) = result {
-                tracing::debug!(%error, "rollout controller event");
+                ramp_analysis::watch::log_controller_error("Rollout", &error);
             }
         })
         .await;
