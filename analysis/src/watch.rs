@@ -17,6 +17,9 @@
 //!                                       naming the kind (a list that keeps failing is no secret)
 //!                 objects, InitDone   → backoff reset
 //! ```
+//!
+//! A `Controller`'s own stream errors are mostly these watch errors again, so how loud they are
+//! is decided here too ([`log_controller_error`]).
 
 use std::time::Duration;
 
